@@ -1,0 +1,416 @@
+//! Form parameters: parsing a GET query or a POST body, and encoding one for sending.
+//!
+//! Parsing borrows from the request bytes wherever it can: a value with no `%` escape and no `+`
+//! that is valid in the declared charset is a slice of the input. Each parameter keeps its raw
+//! bytes (after percent-decoding, still in the request charset: exactly what was signed) and its
+//! decoded text. A repeated name is an error, not "first wins" or "last wins": either choice lets
+//! an attacker make the verifier and the application read different values.
+
+use std::borrow::Cow;
+
+use percent_encoding::{percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use crate::charset::Charset;
+use crate::error::{Error, Result};
+use crate::sign::{Signer, Verifier};
+
+/// Limits on an incoming form. Every parse is bounded by them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FormLimits {
+    /// Query plus body, in bytes.
+    pub bytes_max: usize,
+    /// Number of parameters.
+    pub params_max: usize,
+    /// Length of one name, in bytes.
+    pub name_bytes_max: usize,
+    /// Length of one value after percent-decoding, in bytes.
+    pub value_bytes_max: usize,
+}
+
+/// Default size of a whole form: a pay request is about 1 KiB; 16 KiB leaves room for a long
+/// `trade_information` and `memo`.
+pub const DEFAULT_FORM_BYTES_MAX: usize = 16 * 1024;
+/// Default parameter count: a pay request has at most 21 defined parameters.
+pub const DEFAULT_FORM_PARAMS_MAX: usize = 32;
+
+impl Default for FormLimits {
+    fn default() -> FormLimits {
+        FormLimits {
+            bytes_max: DEFAULT_FORM_BYTES_MAX,
+            params_max: DEFAULT_FORM_PARAMS_MAX,
+            name_bytes_max: 64,
+            value_bytes_max: 8 * 1024,
+        }
+    }
+}
+
+/// One parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Param<'a> {
+    name: &'a str,
+    raw: Cow<'a, [u8]>,
+    value: Cow<'a, str>,
+}
+
+impl<'a> Param<'a> {
+    /// The name.
+    pub fn name(&self) -> &'a str {
+        self.name
+    }
+    /// The decoded text.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+    /// The bytes in the request charset, as they were signed.
+    pub fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+}
+
+/// A parsed form: its charset and its parameters, sorted by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Form<'a> {
+    charset: Charset,
+    params: Vec<Param<'a>>,
+}
+
+impl<'a> Form<'a> {
+    /// Parses a request: `query` is the URL query (all parameters for GET; `_input_charset` and
+    /// possibly others for POST), `body` the `application/x-www-form-urlencoded` body (empty for
+    /// GET). A name in both is a repeat.
+    pub fn parse(query: &'a [u8], body: &'a [u8], limits: &FormLimits) -> Result<Form<'a>> {
+        let len_bytes = query.len().saturating_add(body.len());
+        if len_bytes > limits.bytes_max {
+            return Err(Error::TooLarge {
+                len_bytes,
+                max_bytes: limits.bytes_max,
+            });
+        }
+        let mut pairs: Vec<(&'a str, &'a [u8])> = Vec::with_capacity(24);
+        for part in [query, body] {
+            for pair in part.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+                if pairs.len() == limits.params_max {
+                    return Err(Error::TooManyParameters {
+                        max: limits.params_max,
+                    });
+                }
+                let (name, value) = match pair.iter().position(|&b| b == b'=') {
+                    Some(i) => (&pair[..i], &pair[i + 1..]),
+                    None => (pair, &pair[pair.len()..]),
+                };
+                pairs.push((checked_name(name, limits)?, value));
+            }
+        }
+        pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(Error::DuplicateParameter(w[0].0.to_owned()));
+        }
+        let charset = match pairs.iter().find(|p| p.0 == "_input_charset") {
+            None => Charset::Utf8,
+            Some((_, v)) => {
+                let label = std::str::from_utf8(v).unwrap_or("");
+                Charset::from_label(label)
+                    .ok_or_else(|| Error::UnsupportedCharset(truncate(label).to_owned()))?
+            }
+        };
+        let mut params = Vec::with_capacity(pairs.len());
+        for (name, encoded) in pairs {
+            let raw = percent_decode_form(encoded)
+                .ok_or_else(|| Error::BadPercentEncoding(name.to_owned()))?;
+            if raw.len() > limits.value_bytes_max {
+                return Err(Error::ParameterTooLong {
+                    name: name.to_owned(),
+                    max_bytes: limits.value_bytes_max,
+                });
+            }
+            let value =
+                decode_value(charset, &raw).ok_or_else(|| Error::BadCharset(name.to_owned()))?;
+            params.push(Param { name, raw, value });
+        }
+        Ok(Form { charset, params })
+    }
+
+    /// The request charset.
+    pub fn charset(&self) -> Charset {
+        self.charset
+    }
+
+    /// The parameters, sorted by name.
+    pub fn params(&self) -> &[Param<'a>] {
+        &self.params
+    }
+
+    /// The value of `name`, if present (possibly empty).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.params
+            .binary_search_by(|p| p.name.cmp(name))
+            .ok()
+            .map(|i| self.params[i].value())
+    }
+
+    /// The value of `name` if present and not empty.
+    pub fn get_nonempty(&self, name: &str) -> Option<&str> {
+        self.get(name).filter(|v| !v.is_empty())
+    }
+
+    /// Appends the string to sign (spec §3) to `out`: every parameter but `sign` and `sign_type`
+    /// with a non-empty value, sorted by name, `name=value` joined by `&`, in the request charset.
+    pub fn string_to_sign(&self, out: &mut Vec<u8>) {
+        let signed = self.params.iter().filter(|p| is_signed(p.name, &p.raw));
+        join_pairs(signed.map(|p| (p.name, p.raw())), out);
+    }
+
+    /// Verifies the `sign` parameter with `verifier`, after checking that `sign_type` is the one
+    /// registered for the account. `scratch` is reused for the string to sign.
+    pub fn verify(&self, verifier: &Verifier, scratch: &mut Vec<u8>) -> Result<()> {
+        let got = self.get("sign_type").unwrap_or("");
+        let got = crate::sign::SignType::from_wire(got)
+            .ok_or_else(|| Error::UnsupportedSignType(truncate(got).to_owned()))?;
+        if got != verifier.sign_type() {
+            return Err(Error::SignTypeNotRegistered {
+                got: got.as_str(),
+                registered: verifier.sign_type().as_str(),
+            });
+        }
+        let sign = self.get_nonempty("sign").ok_or(Error::MissingSignature)?;
+        scratch.clear();
+        self.string_to_sign(scratch);
+        verifier.verify(scratch, sign)
+    }
+}
+
+/// True when a parameter takes part in the string to sign.
+fn is_signed(name: &str, value: &[u8]) -> bool {
+    !value.is_empty() && name != "sign" && name != "sign_type"
+}
+
+/// Joins sorted `(name, value)` pairs as `name=value&...` onto `out`.
+pub(crate) fn join_pairs<'x>(pairs: impl Iterator<Item = (&'x str, &'x [u8])>, out: &mut Vec<u8>) {
+    for (i, (name, value)) in pairs.enumerate() {
+        if i > 0 {
+            out.push(b'&');
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'=');
+        out.extend_from_slice(value);
+    }
+}
+
+fn truncate(s: &str) -> &str {
+    let end = s.char_indices().nth(32).map_or(s.len(), |(i, _)| i);
+    &s[..end]
+}
+
+fn checked_name<'a>(name: &'a [u8], limits: &FormLimits) -> Result<&'a str> {
+    if name.is_empty() || !name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_') {
+        return Err(Error::BadParameterName);
+    }
+    // All bytes are ASCII, so this is valid UTF-8.
+    let name = std::str::from_utf8(name).map_err(|_| Error::BadParameterName)?;
+    if name.len() > limits.name_bytes_max {
+        return Err(Error::ParameterTooLong {
+            name: truncate(name).to_owned(),
+            max_bytes: limits.name_bytes_max,
+        });
+    }
+    Ok(name)
+}
+
+/// Decodes `+` to space and `%XX` escapes; borrows when there is neither.
+fn percent_decode_form(input: &[u8]) -> Option<Cow<'_, [u8]>> {
+    if !input.iter().any(|&b| b == b'%' || b == b'+') {
+        return Some(Cow::Borrowed(input));
+    }
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        match input[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hi = hex_value(*input.get(i + 1)?)?;
+                let lo = hex_value(*input.get(i + 2)?)?;
+                out.push(hi << 4 | lo);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    Some(Cow::Owned(out))
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes raw bytes in `charset`, keeping the borrow of the input when possible.
+fn decode_value<'a>(charset: Charset, raw: &Cow<'a, [u8]>) -> Option<Cow<'a, str>> {
+    match raw {
+        Cow::Borrowed(bytes) => charset.decode(bytes),
+        Cow::Owned(bytes) => charset.decode(bytes).map(|c| Cow::Owned(c.into_owned())),
+    }
+}
+
+/// Characters left unescaped by [`FormBuilder`]: the RFC 3986 unreserved set.
+const FORM_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Builds a signed form for sending: the client side of [`Form::parse`].
+///
+/// Parameters are added in any order; [`FormBuilder::finish`] sorts them, signs them in the chosen
+/// charset and writes the URL-encoded body with `sign` and `sign_type` appended.
+#[derive(Debug, Clone, Default)]
+pub struct FormBuilder {
+    charset: Charset,
+    params: Vec<(String, Vec<u8>)>,
+}
+
+impl FormBuilder {
+    /// An empty form in `charset`. `_input_charset` is added with the charset's label.
+    pub fn new(charset: Charset) -> FormBuilder {
+        let mut b = FormBuilder {
+            charset,
+            params: Vec::with_capacity(24),
+        };
+        b.push("_input_charset", charset.label());
+        b
+    }
+
+    /// Adds a parameter (empty values are sent but not signed, as Alipay does).
+    pub fn push(&mut self, name: &str, value: &str) -> &mut FormBuilder {
+        let mut raw = Vec::with_capacity(value.len());
+        self.charset.encode_into(value, &mut raw);
+        self.params.push((name.to_owned(), raw));
+        self
+    }
+
+    /// Adds a parameter if `value` is `Some`.
+    pub fn push_opt(&mut self, name: &str, value: Option<&str>) -> &mut FormBuilder {
+        if let Some(v) = value {
+            self.push(name, v);
+        }
+        self
+    }
+
+    /// Signs and encodes: returns the `application/x-www-form-urlencoded` body, every parameter
+    /// including `_input_charset`, `sign` and `sign_type`.
+    pub fn finish(mut self, signer: &Signer) -> Result<Vec<u8>> {
+        self.params.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut to_sign = Vec::with_capacity(512);
+        let signed = self.params.iter().filter(|(n, v)| is_signed(n, v));
+        join_pairs(
+            signed.map(|(n, v)| (n.as_str(), v.as_slice())),
+            &mut to_sign,
+        );
+        let mut sign = String::with_capacity(344);
+        signer.sign(&to_sign, &mut sign)?;
+        let mut body = Vec::with_capacity(to_sign.len() + sign.len() + 64);
+        let tail = [
+            ("sign".to_owned(), sign.into_bytes()),
+            (
+                "sign_type".to_owned(),
+                signer.sign_type().as_str().as_bytes().to_vec(),
+            ),
+        ];
+        for (i, (name, value)) in self.params.iter().chain(tail.iter()).enumerate() {
+            if i > 0 {
+                body.push(b'&');
+            }
+            body.extend_from_slice(name.as_bytes());
+            body.push(b'=');
+            body.extend(percent_encode(value, FORM_ESCAPE).flat_map(str::bytes));
+        }
+        Ok(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(q: &str, b: &str) -> Result<Vec<(String, String)>> {
+        let f = Form::parse(q.as_bytes(), b.as_bytes(), &FormLimits::default())?;
+        Ok(f.params()
+            .iter()
+            .map(|p| (p.name().to_owned(), p.value().to_owned()))
+            .collect())
+    }
+
+    #[test]
+    fn parses_and_sorts() {
+        let got = parse("_input_charset=utf-8", "b=2&a=x+y%21&c=").unwrap();
+        let want = [
+            ("_input_charset", "utf-8"),
+            ("a", "x y!"),
+            ("b", "2"),
+            ("c", ""),
+        ];
+        assert_eq!(got, want.map(|(a, b)| (a.to_owned(), b.to_owned())));
+    }
+
+    #[test]
+    fn borrows_plain_values() {
+        let body = b"a=plain&b=esc%41";
+        let f = Form::parse(b"", body, &FormLimits::default()).unwrap();
+        assert!(matches!(f.params()[0].value, Cow::Borrowed(_)));
+        assert!(matches!(f.params()[1].value, Cow::Owned(_)));
+        assert_eq!(f.get("b"), Some("escA"));
+    }
+
+    #[test]
+    fn decodes_gbk() {
+        let f = Form::parse(
+            b"_input_charset=gbk",
+            b"n=%D6%A7%B8%B6%B1%A6",
+            &FormLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(f.get("n"), Some("支付宝"));
+        assert_eq!(f.params()[1].raw(), [0xd6, 0xa7, 0xb8, 0xb6, 0xb1, 0xa6]);
+    }
+
+    #[test]
+    fn rejects_bad_forms() {
+        let cases: &[(&str, &str, Error)] = &[
+            ("", "a=1&a=2", Error::DuplicateParameter("a".into())),
+            ("a=1", "a=1", Error::DuplicateParameter("a".into())),
+            ("", "a=%4", Error::BadPercentEncoding("a".into())),
+            ("", "a=%zz", Error::BadPercentEncoding("a".into())),
+            ("", "=1", Error::BadParameterName),
+            ("", "a%20b=1", Error::BadParameterName),
+            (
+                "_input_charset=latin1",
+                "",
+                Error::UnsupportedCharset("latin1".into()),
+            ),
+            ("", "a=%FF", Error::BadCharset("a".into())),
+        ];
+        for (q, b, want) in cases {
+            assert_eq!(parse(q, b).as_ref().err(), Some(want), "{q} {b}");
+        }
+        let limits = FormLimits {
+            bytes_max: 10,
+            ..FormLimits::default()
+        };
+        assert!(matches!(
+            Form::parse(b"", b"a=12345678901", &limits),
+            Err(Error::TooLarge { .. })
+        ));
+        let limits = FormLimits {
+            params_max: 2,
+            ..FormLimits::default()
+        };
+        assert_eq!(
+            Form::parse(b"", b"a=1&b=2&c=3", &limits),
+            Err(Error::TooManyParameters { max: 2 })
+        );
+    }
+}
