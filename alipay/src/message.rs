@@ -546,6 +546,9 @@ fn clip(s: &str) -> String {
     s.chars().take(64).collect()
 }
 
+/// Parameters whose value is a JSON text, exempt from the "no raw `\"`" rule (JSON needs quotes).
+pub const JSON_PARAMS: [&str; 2] = ["extend_info", "trade_information"];
+
 /// Checks what every service shares: only defined parameters, no raw `"`, the partner id shape.
 fn check_common(form: &Form<'_>, service: Service) -> Result<()> {
     for p in form.params() {
@@ -553,7 +556,7 @@ fn check_common(form: &Form<'_>, service: Service) -> Result<()> {
         if !COMMON_PARAMS.contains(&name) && !service.params().contains(&name) {
             return Err(Error::UnexpectedParameter(name.to_owned()));
         }
-        if p.value().contains('"') {
+        if p.value().contains('"') && !JSON_PARAMS.contains(&name) {
             return Err(Error::ContainsQuote(name.to_owned()));
         }
     }
