@@ -1,0 +1,15 @@
+//! Integration tests of the `alipay` wire-format crate.
+//!
+//! One test binary (one link, shared fixtures); each module covers one boundary:
+//!
+//! * [`openssl`]: signatures and MD5 digests cross-checked against the openssl CLI.
+//! * [`response_props`]: every response the writer emits reads back and verifies.
+//! * [`form_props`]: signed requests round-trip, and any change to them fails verification.
+//! * [`no_panic`]: decoding arbitrary input never panics.
+//! * [`amount_props`]: amounts parse, format and add exactly.
+//! * [`validation`]: one table row per validation rule of forms and requests.
+//! * [`xml_hostile`]: the XML reader against hostile and odd documents.
+//! * [`notify`]: the `trade_status_sync` notification.
+
+mod common;
+mod openssl;
