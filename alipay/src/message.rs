@@ -337,6 +337,11 @@ impl ExtendInfo {
             #[serde(default)]
             terminal_id: String,
         }
+        // A derived `Deserialize` also accepts a JSON array (members by position), which
+        // Alipay does not: the text must be an object.
+        if !text.trim_start().starts_with('{') {
+            return Err(Error::BadExtendInfo("not a JSON object of string members"));
+        }
         let raw: Raw = serde_json::from_str(text)
             .map_err(|_| Error::BadExtendInfo("not a JSON object of string members"))?;
         let info = ExtendInfo {
