@@ -69,9 +69,7 @@ impl ResponseWriter {
             xml.extend_from_slice(b"<param name=\"");
             escape_into(name.as_bytes(), xml);
             xml.extend_from_slice(b"\">");
-            let start = xml.len();
-            encoding.encode_into(value, xml);
-            escape_tail(xml, start);
+            escape_and_encode(value.as_bytes(), encoding, xml);
             xml.extend_from_slice(b"</param>");
         }
         xml.extend_from_slice(b"</request><response><alipay>");
@@ -95,11 +93,11 @@ impl ResponseWriter {
                 to_sign.truncate(pair_start); // empty values are neither sent nor signed
                 return;
             }
-            transcode_tail(to_sign, value_start, encoding);
             xml.push(b'<');
             xml.extend_from_slice(name.as_bytes());
             xml.push(b'>');
-            escape_into(&to_sign[value_start..], xml);
+            escape_and_encode(&to_sign[value_start..], encoding, xml);
+            transcode_tail(to_sign, value_start, encoding);
             xml.extend_from_slice(b"</");
             xml.extend_from_slice(name.as_bytes());
             xml.push(b'>');
@@ -161,15 +159,18 @@ fn transcode_tail(buf: &mut Vec<u8>, start: usize, encoding: Charset) {
     encoding.encode_into(&utf8, buf);
 }
 
-/// Escapes `buf[start..]` in place (only when it holds a character that needs it).
-fn escape_tail(buf: &mut Vec<u8>, start: usize) {
-    if buf[start..]
-        .iter()
-        .any(|b| matches!(b, b'<' | b'>' | b'&' | b'"' | b'\''))
-    {
-        let raw = buf.split_off(start);
-        escape_into(&raw, buf);
+/// Appends the UTF-8 text `utf8` to the XML in `encoding`, escaped. Escaping comes first: a
+/// character GBK lacks is then written as the character reference GBK's encoder emits
+/// (`&#128512;`), which a reader resolves back to the character, instead of as the escaped,
+/// literal text `&amp;#128512;`. ASCII and UTF-8 take the copy-free path.
+fn escape_and_encode(utf8: &[u8], encoding: Charset, out: &mut Vec<u8>) {
+    if encoding == Charset::Utf8 || utf8.is_ascii() {
+        escape_into(utf8, out);
+        return;
     }
+    let mut escaped = Vec::with_capacity(utf8.len() + 16);
+    escape_into(utf8, &mut escaped);
+    encoding.encode_into(&String::from_utf8_lossy(&escaped), out);
 }
 
 /// Appends `raw` with the five XML special characters escaped. Safe for GBK bytes too: every
@@ -383,8 +384,9 @@ struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     fn new(text: &'a str) -> Parser<'a> {
-        let mut reader = Reader::from_str(text);
-        reader.config_mut().trim_text(true);
+        // Text is kept exactly: a business value is signed with its leading and trailing
+        // whitespace. Whitespace between elements is skipped in `run`.
+        let reader = Reader::from_str(text);
         let doc = ResponseDoc {
             encoding: Charset::Utf8,
             is_success: false,
@@ -416,17 +418,17 @@ impl<'a> Parser<'a> {
                 Event::DocType(_) => return Err(Error::XmlDoctype),
                 Event::Eof => break,
                 Event::Decl(_) | Event::Comment(_) | Event::PI(_) => {}
-                Event::Text(t) => {
-                    let text = t
-                        .unescape()
-                        .map_err(|e| Error::MalformedXml(e.to_string()))?;
-                    match &mut leaf {
-                        Some((_, value)) if value.is_empty() => *value = text,
-                        Some(_) => return Err(Error::MalformedXml("mixed content".into())),
-                        None if matches!(stack.last(), Some(Ctx::Skip(_))) => {}
-                        None => return Err(Error::MalformedXml("unexpected text".into())),
+                Event::Text(t) => match &mut leaf {
+                    Some((_, value)) if value.is_empty() => {
+                        *value = t
+                            .unescape()
+                            .map_err(|e| Error::MalformedXml(e.to_string()))?;
                     }
-                }
+                    Some(_) => return Err(Error::MalformedXml("mixed content".into())),
+                    None if matches!(stack.last(), Some(Ctx::Skip(_))) => {}
+                    None if t.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n')) => {}
+                    None => return Err(Error::MalformedXml("unexpected text".into())),
+                },
                 Event::CData(c) => {
                     let text = std::str::from_utf8(c.into_inner().as_ref())
                         .map(str::to_owned)
@@ -531,6 +533,11 @@ impl<'a> Parser<'a> {
             *slot = Some(value);
             Ok(())
         }
+        // The envelope's own elements are not signed: tolerate whitespace around them.
+        let value = match leaf {
+            Leaf::IsSuccess | Leaf::Error | Leaf::Sign | Leaf::SignType => trim_xml_space(value),
+            Leaf::Param(_) | Leaf::Field(_) => value,
+        };
         match leaf {
             Leaf::IsSuccess => {
                 if self.seen_is_success {
@@ -550,6 +557,16 @@ impl<'a> Parser<'a> {
             Leaf::Field(name) => self.doc.fields.push((name, value)),
         }
         Ok(())
+    }
+}
+
+/// `value` without leading and trailing XML whitespace.
+fn trim_xml_space(value: Cow<'_, str>) -> Cow<'_, str> {
+    let space: &[char] = &[' ', '\t', '\r', '\n'];
+    match value {
+        Cow::Borrowed(s) => Cow::Borrowed(s.trim_matches(space)),
+        Cow::Owned(s) if s.trim_matches(space).len() == s.len() => Cow::Owned(s),
+        Cow::Owned(s) => Cow::Owned(s.trim_matches(space).to_owned()),
     }
 }
 

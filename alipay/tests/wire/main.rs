@@ -13,4 +13,5 @@
 
 mod common;
 mod openssl;
+mod response_props;
 mod validation;
