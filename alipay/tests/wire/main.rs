@@ -12,6 +12,7 @@
 //! * [`notify`]: the `trade_status_sync` notification.
 
 mod common;
+mod form_props;
 mod openssl;
 mod response_props;
 mod validation;
