@@ -48,8 +48,10 @@ impl Default for FormLimits {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Param<'a> {
     name: &'a str,
-    raw: Cow<'a, [u8]>,
     value: Cow<'a, str>,
+    /// The bytes in the request charset, kept only when they differ from `value`'s UTF-8 (a
+    /// non-ASCII value in GBK); otherwise `value` is the signed bytes.
+    raw: Option<Box<[u8]>>,
 }
 
 impl<'a> Param<'a> {
@@ -63,7 +65,22 @@ impl<'a> Param<'a> {
     }
     /// The bytes in the request charset, as they were signed.
     pub fn raw(&self) -> &[u8] {
-        &self.raw
+        self.raw.as_deref().unwrap_or(self.value.as_bytes())
+    }
+
+    /// Decodes percent-decoded bytes in `charset`, borrowing from the request when they were not
+    /// escaped and copying at most once when they were.
+    fn decode(name: &'a str, bytes: Cow<'a, [u8]>, charset: Charset) -> Option<Param<'a>> {
+        let utf8 = charset == Charset::Utf8 || bytes.is_ascii();
+        let (value, raw) = match (bytes, utf8) {
+            (Cow::Borrowed(b), true) => (Cow::Borrowed(std::str::from_utf8(b).ok()?), None),
+            (Cow::Owned(b), true) => (Cow::Owned(String::from_utf8(b).ok()?), None),
+            (bytes, false) => {
+                let text = charset.decode(&bytes)?.into_owned();
+                (Cow::Owned(text), Some(bytes.into_owned().into_boxed_slice()))
+            }
+        };
+        Some(Param { name, value, raw })
     }
 }
 
@@ -86,46 +103,41 @@ impl<'a> Form<'a> {
                 max_bytes: limits.bytes_max,
             });
         }
-        let mut pairs: Vec<(&'a str, &'a [u8])> = Vec::with_capacity(24);
-        for part in [query, body] {
-            for pair in part.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
-                if pairs.len() == limits.params_max {
-                    return Err(Error::TooManyParameters {
-                        max: limits.params_max,
-                    });
-                }
-                let (name, value) = match pair.iter().position(|&b| b == b'=') {
-                    Some(i) => (&pair[..i], &pair[i + 1..]),
-                    None => (pair, &pair[pair.len()..]),
-                };
-                pairs.push((checked_name(name, limits)?, value));
-            }
+        let mut pairs: Vec<RawPair<'a>> = Vec::with_capacity(24);
+        split_pairs(query, limits, &mut pairs)?;
+        split_pairs(body, limits, &mut pairs)?;
+        pairs.sort_unstable_by(|a, b| a.name.cmp(b.name));
+        if let Some(w) = pairs.windows(2).find(|w| w[0].name == w[1].name) {
+            return Err(Error::DuplicateParameter(w[0].name.to_owned()));
         }
-        pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(Error::DuplicateParameter(w[0].0.to_owned()));
-        }
-        let charset = match pairs.iter().find(|p| p.0 == "_input_charset") {
+        let charset = match pairs.iter().find(|p| p.name == "_input_charset") {
             None => Charset::Utf8,
-            Some((_, v)) => {
-                let label = std::str::from_utf8(v).unwrap_or("");
+            Some(p) => {
+                let label = std::str::from_utf8(p.value).unwrap_or("");
                 Charset::from_label(label)
                     .ok_or_else(|| Error::UnsupportedCharset(truncate(label).to_owned()))?
             }
         };
         let mut params = Vec::with_capacity(pairs.len());
-        for (name, encoded) in pairs {
-            let raw = percent_decode_form(encoded)
-                .ok_or_else(|| Error::BadPercentEncoding(name.to_owned()))?;
-            if raw.len() > limits.value_bytes_max {
+        for pair in pairs {
+            let name = pair.name;
+            let param = match pair.plain {
+                // No escape and pure ASCII: the same text in every supported charset.
+                Some(text) => Param { name, value: Cow::Borrowed(text), raw: None },
+                None => {
+                    let decoded = percent_decode_form(pair.value)
+                        .ok_or_else(|| Error::BadPercentEncoding(name.to_owned()))?;
+                    Param::decode(name, decoded, charset)
+                        .ok_or_else(|| Error::BadCharset(name.to_owned()))?
+                }
+            };
+            if param.raw().len() > limits.value_bytes_max {
                 return Err(Error::ParameterTooLong {
                     name: name.to_owned(),
                     max_bytes: limits.value_bytes_max,
                 });
             }
-            let value =
-                decode_value(charset, &raw).ok_or_else(|| Error::BadCharset(name.to_owned()))?;
-            params.push(Param { name, raw, value });
+            params.push(param);
         }
         Ok(Form { charset, params })
     }
@@ -156,7 +168,7 @@ impl<'a> Form<'a> {
     /// Appends the string to sign (spec §3) to `out`: every parameter but `sign` and `sign_type`
     /// with a non-empty value, sorted by name, `name=value` joined by `&`, in the request charset.
     pub fn string_to_sign(&self, out: &mut Vec<u8>) {
-        let signed = self.params.iter().filter(|p| is_signed(p.name, &p.raw));
+        let signed = self.params.iter().filter(|p| is_signed(p.name, p.raw()));
         join_pairs(signed.map(|p| (p.name, p.raw())), out);
     }
 
@@ -201,24 +213,91 @@ fn truncate(s: &str) -> &str {
     &s[..end]
 }
 
-fn checked_name<'a>(name: &'a [u8], limits: &FormLimits) -> Result<&'a str> {
-    if name.is_empty() || !name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_') {
-        return Err(Error::BadParameterName);
+/// A `name=value` pair as found in the input, before decoding.
+struct RawPair<'a> {
+    name: &'a str,
+    value: &'a [u8],
+    /// The value as text when it needs no decoding (ASCII, no `%` or `+`).
+    plain: Option<&'a str>,
+}
+
+/// Bytes allowed in a parameter name: `[A-Za-z0-9_]`.
+const NAME_CHAR: u8 = 1;
+
+#[allow(clippy::as_conversions)]
+const fn byte_classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut c: u8 = 0;
+    loop {
+        if c.is_ascii_alphanumeric() || c == b'_' {
+            t[c as usize] = NAME_CHAR; // u8 to usize: lossless (`usize::from` is not const)
+        }
+        if c == u8::MAX {
+            return t;
+        }
+        c += 1;
     }
-    // All bytes are ASCII, so this is valid UTF-8.
-    let name = std::str::from_utf8(name).map_err(|_| Error::BadParameterName)?;
-    if name.len() > limits.name_bytes_max {
-        return Err(Error::ParameterTooLong {
-            name: truncate(name).to_owned(),
-            max_bytes: limits.name_bytes_max,
-        });
+}
+
+static BYTE_CLASS: [u8; 256] = byte_classes();
+
+/// Splits one `a=1&b=2` part into pairs, classifying each value on the way (with SIMD passes over
+/// the whole part, not per value) so that plain ones are never looked at again.
+fn split_pairs<'a>(part: &'a [u8], limits: &FormLimits, pairs: &mut Vec<RawPair<'a>>) -> Result<()> {
+    // One UTF-8 check for the whole part (form bodies are ASCII in practice); slicing the str
+    // at `&` and `=` positions, which are ASCII, is then free.
+    let text = std::str::from_utf8(part).ok();
+    let ascii = text.is_some_and(str::is_ascii);
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'&', part).chain(std::iter::once(part.len())) {
+        let segment_start = start;
+        let segment = &part[start..end];
+        start = end + 1;
+        if segment.is_empty() {
+            continue; // an empty segment, as in `a=1&&b=2`
+        }
+        let name_len = segment.iter().position(|&b| b == b'=').unwrap_or(segment.len());
+        let name_ok = segment[..name_len].iter().all(|&b| BYTE_CLASS[usize::from(b)] == NAME_CHAR);
+        let value_start = segment_start + (name_len + 1).min(segment.len());
+        let (name_start, name_end, value_end) = (segment_start, segment_start + name_len, end);
+        let value = &part[value_start..value_end];
+        let needs_decoding = has_escape(value) || !(ascii || value.is_ascii());
+        if pairs.len() == limits.params_max {
+            return Err(Error::TooManyParameters { max: limits.params_max });
+        }
+        let name = &part[name_start..name_end];
+        if !name_ok || name.is_empty() {
+            return Err(Error::BadParameterName);
+        }
+        let name = match text.and_then(|t| t.get(name_start..name_end)) {
+            Some(name) => name,
+            None => std::str::from_utf8(name).map_err(|_| Error::BadParameterName)?,
+        };
+        if name.len() > limits.name_bytes_max {
+            return Err(Error::ParameterTooLong {
+                name: truncate(name).to_owned(),
+                max_bytes: limits.name_bytes_max,
+            });
+        }
+        let plain = if !needs_decoding {
+            text.and_then(|t| t.get(value_start..value_end))
+        } else {
+            None
+        };
+        pairs.push(RawPair { name, value: &part[value_start..value_end], plain });
     }
-    Ok(name)
+    Ok(())
+}
+
+/// True if `value` has a `%` or `+`. Written as a fold without early exit so that it compiles to
+/// vector compares: values are short and escapes, when present, dense.
+fn has_escape(value: &[u8]) -> bool {
+    value.iter().fold(false, |found, &b| found | (b == b'%') | (b == b'+'))
 }
 
 /// Decodes `+` to space and `%XX` escapes; borrows when there is neither.
 fn percent_decode_form(input: &[u8]) -> Option<Cow<'_, [u8]>> {
-    if !input.iter().any(|&b| b == b'%' || b == b'+') {
+    if !has_escape(input) {
         return Some(Cow::Borrowed(input));
     }
     let mut out = Vec::with_capacity(input.len());
@@ -245,14 +324,6 @@ fn hex_value(b: u8) -> Option<u8> {
         b'a'..=b'f' => Some(b - b'a' + 10),
         b'A'..=b'F' => Some(b - b'A' + 10),
         _ => None,
-    }
-}
-
-/// Decodes raw bytes in `charset`, keeping the borrow of the input when possible.
-fn decode_value<'a>(charset: Charset, raw: &Cow<'a, [u8]>) -> Option<Cow<'a, str>> {
-    match raw {
-        Cow::Borrowed(bytes) => charset.decode(bytes),
-        Cow::Owned(bytes) => charset.decode(bytes).map(|c| Cow::Owned(c.into_owned())),
     }
 }
 

@@ -20,7 +20,6 @@ use quick_xml::Reader;
 
 use crate::charset::Charset;
 use crate::error::{Error, Result};
-use crate::form::join_pairs;
 use crate::message::GatewayErrorCode;
 use crate::response::{BusinessResponse, Fields};
 use crate::sign::{SignType, Signer, Verifier};
@@ -264,18 +263,16 @@ impl<'a> ResponseDoc<'a> {
         }
         scratch.clear();
         if self.is_success {
-            let mut encoded: Vec<(&str, Cow<'_, [u8]>)> = Vec::with_capacity(self.fields.len());
-            for (name, value) in self.fields.iter().filter(|(_, v)| !v.is_empty()) {
-                let bytes = if self.encoding == Charset::Utf8 || value.is_ascii() {
-                    Cow::Borrowed(value.as_bytes())
-                } else {
-                    let mut b = Vec::new();
-                    self.encoding.encode_into(value, &mut b);
-                    Cow::Owned(b)
-                };
-                encoded.push((name, bytes));
+            let signed = self.fields.iter().filter(|(_, v)| !v.is_empty());
+            for (i, (name, value)) in signed.enumerate() {
+                if i > 0 {
+                    scratch.push(b'&');
+                }
+                scratch.extend_from_slice(name.as_bytes());
+                scratch.push(b'=');
+                // The signature is over the bytes in the declared encoding.
+                self.encoding.encode_into(value, scratch);
             }
-            join_pairs(encoded.iter().map(|(n, v)| (*n, v.as_ref())), scratch);
         } else {
             scratch.extend_from_slice(b"error=");
             scratch.extend_from_slice(self.error.as_deref().unwrap_or("").as_bytes());
@@ -309,7 +306,10 @@ pub fn read_response<'a>(
         scratch.as_str()
     };
     let mut doc = Parser::new(text).run(encoding)?;
-    doc.fields.sort_by(|a, b| a.0.cmp(&b.0));
+    // Alipay emits the fields in order; sort only what arrived out of order.
+    if !doc.fields.is_sorted_by(|a, b| a.0 <= b.0) {
+        doc.fields.sort_by(|a, b| a.0.cmp(&b.0));
+    }
     if let Some(w) = doc.fields.windows(2).find(|w| w[0].0 == w[1].0) {
         return Err(Error::XmlRepeatedElement(w[0].0.chars().take(32).collect()));
     }
@@ -322,12 +322,10 @@ fn declared_encoding(body: &[u8]) -> Result<Charset> {
     if !head.starts_with(b"<?xml") {
         return Ok(Charset::Utf8);
     }
-    let end = head
-        .windows(2)
-        .position(|w| w == b"?>")
+    let end = memchr::memmem::find(head, b"?>")
         .ok_or_else(|| Error::MalformedXml("unterminated declaration".into()))?;
     let decl = &head[..end];
-    let Some(at) = decl.windows(8).position(|w| w == b"encoding") else {
+    let Some(at) = memchr::memmem::find(decl, b"encoding") else {
         return Ok(Charset::Utf8);
     };
     let rest = &decl[at + 8..];
@@ -391,8 +389,8 @@ impl<'a> Parser<'a> {
             encoding: Charset::Utf8,
             is_success: false,
             error: None,
-            request: Vec::new(),
-            fields: Vec::new(),
+            request: Vec::with_capacity(16),
+            fields: Vec::with_capacity(16),
             sign: None,
             sign_type: None,
         };
@@ -420,9 +418,14 @@ impl<'a> Parser<'a> {
                 Event::Decl(_) | Event::Comment(_) | Event::PI(_) => {}
                 Event::Text(t) => match &mut leaf {
                     Some((_, value)) if value.is_empty() => {
-                        *value = t
-                            .unescape()
-                            .map_err(|e| Error::MalformedXml(e.to_string()))?;
+                        // The document was validated as UTF-8 once; text without an entity is
+                        // a slice of it, so skip quick-xml's per-text decoding and unescaping.
+                        *value = match borrow_from(self.text, &t) {
+                            Some(raw) if !raw.contains('&') => Cow::Borrowed(raw),
+                            _ => t
+                                .unescape()
+                                .map_err(|e| Error::MalformedXml(e.to_string()))?,
+                        };
                     }
                     Some(_) => return Err(Error::MalformedXml("mixed content".into())),
                     None if matches!(stack.last(), Some(Ctx::Skip(_))) => {}
@@ -500,10 +503,16 @@ impl<'a> Parser<'a> {
                     .try_get_attribute("name")
                     .map_err(|err| Error::MalformedXml(err.to_string()))?
                     .ok_or_else(|| Error::MalformedXml("<param> without a name".into()))?;
-                let value = attr
-                    .unescape_value()
-                    .map_err(|err| Error::MalformedXml(err.to_string()))?;
-                Open::Leaf(Leaf::Param(Cow::Owned(value.into_owned())))
+                let name = match borrow_from(self.text, &attr.value) {
+                    Some(name) if !name.contains('&') => Cow::Borrowed(name),
+                    _ => {
+                        let value = attr
+                            .unescape_value()
+                            .map_err(|err| Error::MalformedXml(err.to_string()))?;
+                        Cow::Owned(value.into_owned())
+                    }
+                };
+                Open::Leaf(Leaf::Param(name))
             }
             (Ctx::Response, "alipay") => {
                 if !self.doc.fields.is_empty() {
@@ -579,14 +588,19 @@ enum Open<'a> {
 /// (always, for a reader over a `&str`), else copied.
 fn element_name<'a>(text: &'a str, e: &BytesStart<'_>) -> Result<Cow<'a, str>> {
     let name = e.name();
-    let name = name.as_ref();
-    let offset = name.as_ptr().addr().wrapping_sub(text.as_ptr().addr());
-    if let Some(borrowed) = text.get(offset..offset.saturating_add(name.len())) {
-        if borrowed.as_bytes() == name {
-            return Ok(Cow::Borrowed(borrowed));
-        }
+    if let Some(borrowed) = borrow_from(text, name.as_ref()) {
+        return Ok(Cow::Borrowed(borrowed));
     }
-    let name = std::str::from_utf8(name)
+    let name = std::str::from_utf8(name.as_ref())
         .map_err(|_| Error::MalformedXml("element name is not UTF-8".into()))?;
     Ok(Cow::Owned(name.to_owned()))
+}
+
+/// `bytes` as a slice of `text` with `text`'s lifetime, if that is what it is. quick-xml hands
+/// out names and attribute values with the lifetime of the event, even when they point into the
+/// document; this recovers the document's lifetime without copying, by address arithmetic only.
+fn borrow_from<'a>(text: &'a str, bytes: &[u8]) -> Option<&'a str> {
+    let offset = bytes.as_ptr().addr().checked_sub(text.as_ptr().addr())?;
+    let borrowed = text.get(offset..offset.checked_add(bytes.len())?)?;
+    (borrowed.as_bytes().as_ptr() == bytes.as_ptr()).then_some(borrowed)
 }
