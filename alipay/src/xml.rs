@@ -457,6 +457,13 @@ impl<'a> Parser<'a> {
                     }
                 }
                 Event::Empty(e) => {
+                    // The same structure rules as for a start tag: `<a/>` is `<a></a>`.
+                    if root_done {
+                        return Err(Error::MalformedXml("content after the root element".into()));
+                    }
+                    if leaf.is_some() {
+                        return Err(Error::MalformedXml("element inside a value".into()));
+                    }
                     let ctx = *stack.last().unwrap_or(&Ctx::Top);
                     if let Open::Leaf(l) = self.open(ctx, e, stack.len())? {
                         self.close_leaf(l, Cow::Borrowed(""))?;

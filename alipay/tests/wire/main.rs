@@ -16,3 +16,4 @@ mod form_props;
 mod openssl;
 mod response_props;
 mod validation;
+mod xml_hostile;
