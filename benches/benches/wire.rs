@@ -6,7 +6,7 @@
 
 use alipay::{read_response, Charset, Form, FormLimits, Request, ResponseWriter};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use switch_benches::{md5_signer, pay_request_body, pay_response, rsa2_signer, ECHO};
+use switch_benches::{md5_signer, pay_request_body, pay_response, rsa2_signer, PayShape, ECHO};
 
 fn split_query(body: &[u8]) -> (&[u8], &[u8]) {
     // Send `_input_charset` in the URL query and the rest in the body, as a POST does.
@@ -19,23 +19,27 @@ fn form_parse_verify(c: &mut Criterion) {
     let mut scratch = Vec::with_capacity(1024);
     for (name, signer) in [("md5", md5_signer()), ("rsa2", rsa2_signer())] {
         let verifier = signer.verifier().unwrap_or_else(|e| panic!("{e}"));
-        let body = pay_request_body(&signer);
-        let (query, rest) = split_query(&body);
-        c.bench_function(&format!("pay_request/parse+verify/{name}"), |b| {
-            b.iter(|| {
-                let form = Form::parse(black_box(query), black_box(rest), &limits).unwrap_or_else(|e| panic!("{e}"));
-                form.verify(&verifier, &mut scratch).unwrap_or_else(|e| panic!("{e}"));
-                form.params().len()
-            })
-        });
-        c.bench_function(&format!("pay_request/parse+validate+verify/{name}"), |b| {
-            b.iter(|| {
-                let form = Form::parse(black_box(query), black_box(rest), &limits).unwrap_or_else(|e| panic!("{e}"));
-                form.verify(&verifier, &mut scratch).unwrap_or_else(|e| panic!("{e}"));
-                let req = Request::from_form(&form).unwrap_or_else(|e| panic!("{e}"));
-                black_box(&req);
-            })
-        });
+        for (shape, shape_name) in PayShape::ALL {
+            let body = pay_request_body(&signer, shape);
+            let (query, rest) = split_query(&body);
+            c.bench_function(&format!("pay_request/parse+verify/{name}/{shape_name}"), |b| {
+                b.iter(|| {
+                    let form = Form::parse(black_box(query), black_box(rest), &limits)
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    form.verify(&verifier, &mut scratch).unwrap_or_else(|e| panic!("{e}"));
+                    form.params().len()
+                })
+            });
+            c.bench_function(&format!("pay_request/parse+verify+validate/{name}/{shape_name}"), |b| {
+                b.iter(|| {
+                    let form = Form::parse(black_box(query), black_box(rest), &limits)
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    form.verify(&verifier, &mut scratch).unwrap_or_else(|e| panic!("{e}"));
+                    let req = Request::from_form(&form).unwrap_or_else(|e| panic!("{e}"));
+                    black_box(&req);
+                })
+            });
+        }
     }
 }
 
@@ -67,7 +71,7 @@ fn xml_write_read(c: &mut Criterion) {
 fn rsa2_raw(c: &mut Criterion) {
     let signer = rsa2_signer();
     let verifier = signer.verifier().unwrap_or_else(|e| panic!("{e}"));
-    let message = pay_request_body(&md5_signer());
+    let message = pay_request_body(&md5_signer(), PayShape::Typical);
     let mut sig = String::with_capacity(344);
     c.bench_function("rsa2/sign", |b| {
         b.iter(|| {

@@ -27,9 +27,26 @@ pub fn rsa2_signer() -> Signer {
     Signer::from_key_text(SignType::Rsa2, RSA2_PRIVATE_PEM).unwrap_or_else(|e| panic!("benchmark RSA2 key: {e}"))
 }
 
-/// A typical cashier pay request, as a signed `application/x-www-form-urlencoded` body with
-/// every parameter a real register sends (including an `extend_info` JSON and a Chinese name).
-pub fn pay_request_body(signer: &Signer) -> Vec<u8> {
+/// Which pay request to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayShape {
+    /// What a cashier register sends to the switch in acquirer mode: every required parameter
+    /// and a Chinese `trans_name`, no `extend_info` (the switch fills it from the merchant's
+    /// record) and no `notify_url`. About 440 bytes.
+    Typical,
+    /// A direct-mode request with the optional `extend_info` JSON, `quantity` and `notify_url`
+    /// as well. About 790 bytes, most of it percent-escaped JSON.
+    Full,
+}
+
+impl PayShape {
+    /// Both shapes, with their benchmark labels.
+    pub const ALL: [(PayShape, &'static str); 2] = [(PayShape::Typical, "typical"), (PayShape::Full, "full")];
+}
+
+/// A cashier pay request, as a signed `application/x-www-form-urlencoded` body.
+pub fn pay_request_body(signer: &Signer, shape: PayShape) -> Vec<u8> {
+    let full = shape == PayShape::Full;
     let info = ExtendInfo {
         secondary_merchant_id: "SM-000123".into(),
         secondary_merchant_name: "Harbour Tea House".into(),
@@ -46,12 +63,12 @@ pub fn pay_request_body(signer: &Signer) -> Vec<u8> {
         buyer_identity_code: Secret::new("286648812345678901"),
         identity_code_type: IdentityCodeType::Barcode,
         trans_create_time: BeijingTime::parse_compact("20261127104512").unwrap_or_else(|| panic!("time")),
-        extend_info: Some(info),
+        extend_info: full.then_some(info),
         trans_currency: None,
-        quantity: Some("2"),
+        quantity: full.then_some("2"),
         memo: None,
         trade_information: None,
-        notify_url: Some("https://pos.example.com/alipay/notify"),
+        notify_url: full.then_some("https://pos.example.com/alipay/notify"),
     };
     let mut b = FormBuilder::new(Charset::Utf8);
     Request::Pay(pay).write_form(&mut b);
