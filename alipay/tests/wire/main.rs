@@ -11,8 +11,10 @@
 //! * [`xml_hostile`]: the XML reader against hostile and odd documents.
 //! * [`notify`]: the `trade_status_sync` notification.
 
+mod amount_props;
 mod common;
 mod form_props;
+mod notify;
 mod openssl;
 mod response_props;
 mod validation;
