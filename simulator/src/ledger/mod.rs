@@ -9,9 +9,9 @@
 //! **Invariant:** for every trade, refunded (synchronous, asynchronous pending or done, and a
 //! cancel's full refund) never exceeds the paid amount; it is `assert!`ed on every change.
 
-mod cancel;
-mod pay;
-mod refund;
+pub mod cancel;
+pub mod pay;
+pub mod refund;
 pub mod schedule;
 #[cfg(test)]
 mod tests;
