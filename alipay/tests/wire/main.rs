@@ -14,6 +14,7 @@
 mod amount_props;
 mod common;
 mod form_props;
+mod no_panic;
 mod notify;
 mod openssl;
 mod response_props;
