@@ -77,7 +77,10 @@ impl<'a> Param<'a> {
             (Cow::Owned(b), true) => (Cow::Owned(String::from_utf8(b).ok()?), None),
             (bytes, false) => {
                 let text = charset.decode(&bytes)?.into_owned();
-                (Cow::Owned(text), Some(bytes.into_owned().into_boxed_slice()))
+                (
+                    Cow::Owned(text),
+                    Some(bytes.into_owned().into_boxed_slice()),
+                )
             }
         };
         Some(Param { name, value, raw })
@@ -123,7 +126,11 @@ impl<'a> Form<'a> {
             let name = pair.name;
             let param = match pair.plain {
                 // No escape and pure ASCII: the same text in every supported charset.
-                Some(text) => Param { name, value: Cow::Borrowed(text), raw: None },
+                Some(text) => Param {
+                    name,
+                    value: Cow::Borrowed(text),
+                    raw: None,
+                },
                 None => {
                     let decoded = percent_decode_form(pair.value)
                         .ok_or_else(|| Error::BadPercentEncoding(name.to_owned()))?;
@@ -156,7 +163,10 @@ impl<'a> Form<'a> {
     pub fn get(&self, name: &str) -> Option<&str> {
         // A linear scan beats binary search at these sizes (at most `params_max`, typically 15):
         // `==` rejects on length before comparing bytes, where an ordering needs a memcmp each.
-        self.params.iter().find(|p| p.name == name).map(Param::value)
+        self.params
+            .iter()
+            .find(|p| p.name == name)
+            .map(Param::value)
     }
 
     /// The value of `name` if present and not empty.
@@ -242,7 +252,11 @@ static BYTE_CLASS: [u8; 256] = byte_classes();
 
 /// Splits one `a=1&b=2` part into pairs, classifying each value on the way (with SIMD passes over
 /// the whole part, not per value) so that plain ones are never looked at again.
-fn split_pairs<'a>(part: &'a [u8], limits: &FormLimits, pairs: &mut Vec<RawPair<'a>>) -> Result<()> {
+fn split_pairs<'a>(
+    part: &'a [u8],
+    limits: &FormLimits,
+    pairs: &mut Vec<RawPair<'a>>,
+) -> Result<()> {
     // One UTF-8 check for the whole part (form bodies are ASCII in practice); slicing the str
     // at `&` and `=` positions, which are ASCII, is then free.
     let text = std::str::from_utf8(part).ok();
@@ -255,14 +269,21 @@ fn split_pairs<'a>(part: &'a [u8], limits: &FormLimits, pairs: &mut Vec<RawPair<
         if segment.is_empty() {
             continue; // an empty segment, as in `a=1&&b=2`
         }
-        let name_len = segment.iter().position(|&b| b == b'=').unwrap_or(segment.len());
-        let name_ok = segment[..name_len].iter().all(|&b| BYTE_CLASS[usize::from(b)] == NAME_CHAR);
+        let name_len = segment
+            .iter()
+            .position(|&b| b == b'=')
+            .unwrap_or(segment.len());
+        let name_ok = segment[..name_len]
+            .iter()
+            .all(|&b| BYTE_CLASS[usize::from(b)] == NAME_CHAR);
         let value_start = segment_start + (name_len + 1).min(segment.len());
         let (name_start, name_end, value_end) = (segment_start, segment_start + name_len, end);
         let value = &part[value_start..value_end];
         let needs_decoding = has_escape(value) || !(ascii || value.is_ascii());
         if pairs.len() == limits.params_max {
-            return Err(Error::TooManyParameters { max: limits.params_max });
+            return Err(Error::TooManyParameters {
+                max: limits.params_max,
+            });
         }
         let name = &part[name_start..name_end];
         if !name_ok || name.is_empty() {
@@ -283,7 +304,11 @@ fn split_pairs<'a>(part: &'a [u8], limits: &FormLimits, pairs: &mut Vec<RawPair<
         } else {
             None
         };
-        pairs.push(RawPair { name, value: &part[value_start..value_end], plain });
+        pairs.push(RawPair {
+            name,
+            value: &part[value_start..value_end],
+            plain,
+        });
     }
     Ok(())
 }
@@ -291,7 +316,9 @@ fn split_pairs<'a>(part: &'a [u8], limits: &FormLimits, pairs: &mut Vec<RawPair<
 /// True if `value` has a `%` or `+`. Written as a fold without early exit so that it compiles to
 /// vector compares: values are short and escapes, when present, dense.
 fn has_escape(value: &[u8]) -> bool {
-    value.iter().fold(false, |found, &b| found | (b == b'%') | (b == b'+'))
+    value
+        .iter()
+        .fold(false, |found, &b| found | (b == b'%') | (b == b'+'))
 }
 
 /// Decodes `+` to space and `%XX` escapes; borrows when there is neither.

@@ -13,7 +13,8 @@ fn currency() -> impl Strategy<Value = Currency> {
 fn valid_amount() -> impl Strategy<Value = Amount> {
     currency().prop_flat_map(|c| {
         let max = c.max_minor();
-        prop_oneof![1..=200_u64, (max - 200)..=max, 1..=max].prop_map(move |m| Amount::from_minor(m, c))
+        prop_oneof![1..=200_u64, (max - 200)..=max, 1..=max]
+            .prop_map(move |m| Amount::from_minor(m, c))
     })
 }
 
@@ -129,7 +130,15 @@ fn every_currency_has_its_precision() {
         assert_eq!(c.decimals(), decimals, "{c}");
         assert_eq!(Amount::parse(one, c).map(Amount::minor), Ok(1), "{c}");
         assert_eq!(c.code().parse::<Currency>(), Ok(c));
-        let max = if decimals == 0 { "100000000" } else { "100000000.00" };
-        assert_eq!(Amount::parse(max, c).map(Amount::minor), Ok(c.max_minor()), "{c}");
+        let max = if decimals == 0 {
+            "100000000"
+        } else {
+            "100000000.00"
+        };
+        assert_eq!(
+            Amount::parse(max, c).map(Amount::minor),
+            Ok(c.max_minor()),
+            "{c}"
+        );
     }
 }

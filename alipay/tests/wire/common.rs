@@ -50,7 +50,9 @@ pub fn rsa1024() -> &'static Signer {
 pub fn verifier_for(signer: &Signer) -> Verifier {
     match signer.sign_type() {
         SignType::Md5 => Verifier::from_key_text(SignType::Md5, MD5_KEY).unwrap(),
-        SignType::Rsa2 => Verifier::from_key_text(SignType::Rsa2, key::RSA2048_PUB_SPKI_B64).unwrap(),
+        SignType::Rsa2 => {
+            Verifier::from_key_text(SignType::Rsa2, key::RSA2048_PUB_SPKI_B64).unwrap()
+        }
         SignType::Rsa => Verifier::from_key_text(SignType::Rsa, key::RSA1024_PUB_SPKI_B64).unwrap(),
     }
 }
@@ -114,11 +116,4 @@ pub fn text_of(
     max_chars: usize,
 ) -> impl Strategy<Value = String> {
     proptest::collection::vec(chars, 1..=max_chars).prop_map(String::from_iter)
-}
-
-/// True when GBK represents every character of `text`.
-pub fn gbk_can_encode(text: &str) -> bool {
-    let mut raw = Vec::new();
-    Charset::Gbk.encode_into(text, &mut raw);
-    Charset::Gbk.decode(&raw).is_some_and(|back| back == text)
 }

@@ -52,6 +52,10 @@ fn notify_url() -> impl Strategy<Value = Option<String>> {
 
 /// A request that owns its strings; [`Owned::request`] borrows them as the crate's type.
 #[derive(Debug, Clone)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a test value, made once per case"
+)]
 enum Owned {
     Pay {
         partner_trans_id: String,
@@ -167,7 +171,11 @@ impl Owned {
 fn extend_info(charset: Charset) -> BoxedStrategy<ExtendInfo> {
     // Members may hold anything, quotes included: JSON escapes them.
     let member = move || {
-        let chars = if charset == Charset::Utf8 { any_char().boxed() } else { gbk_char().boxed() };
+        let chars = if charset == Charset::Utf8 {
+            any_char().boxed()
+        } else {
+            gbk_char().boxed()
+        };
         text_of(chars, 32)
     };
     let optional = move || prop_oneof![Just(String::new()), member()];
@@ -196,10 +204,17 @@ fn pay(charset: Charset, safe: bool) -> BoxedStrategy<Owned> {
         proptest::collection::vec(proptest::char::range('0', '9'), rest)
             .prop_map(move |digits| format!("{prefix}{}", String::from_iter(digits)))
     });
-    let created = (946_684_800_i64..4_102_444_800)
-        .prop_map(|s| BeijingTime::from_unix_ms(s * 1000).unwrap());
+    let created =
+        (946_684_800_i64..4_102_444_800).prop_map(|s| BeijingTime::from_unix_ms(s * 1000).unwrap());
     (
-        (text(64), text(256), amount(), buyer_code, any::<bool>(), created),
+        (
+            text(64),
+            text(256),
+            amount(),
+            buyer_code,
+            any::<bool>(),
+            created,
+        ),
         (
             proptest::option::of(extend_info(charset)),
             proptest::option::of(proptest::sample::select(Currency::ALL.to_vec())),
@@ -216,7 +231,11 @@ fn pay(charset: Charset, safe: bool) -> BoxedStrategy<Owned> {
                     trans_name: name,
                     amount,
                     buyer_code: code,
-                    code_type: if qr { IdentityCodeType::Qrcode } else { IdentityCodeType::Barcode },
+                    code_type: if qr {
+                        IdentityCodeType::Qrcode
+                    } else {
+                        IdentityCodeType::Barcode
+                    },
                     created,
                     extend_info: ext,
                     trans_currency: tcur,
@@ -227,7 +246,7 @@ fn pay(charset: Charset, safe: bool) -> BoxedStrategy<Owned> {
                 }
             },
         )
-    .boxed()
+        .boxed()
 }
 
 fn query(charset: Charset, safe: bool) -> BoxedStrategy<Owned> {
@@ -235,12 +254,14 @@ fn query(charset: Charset, safe: bool) -> BoxedStrategy<Owned> {
         proptest::option::of(text_of(value_char(charset, safe), 64)),
         proptest::option::of(alipay_trans_id()),
     )
-        .prop_filter("one trade reference is required", |(a, b)| a.is_some() || b.is_some())
+        .prop_filter("one trade reference is required", |(a, b)| {
+            a.is_some() || b.is_some()
+        })
         .prop_map(|(p, a)| Owned::Query {
             partner_trans_id: p,
             alipay_trans_id: a,
         })
-    .boxed()
+        .boxed()
 }
 
 fn cancel(charset: Charset, safe: bool) -> BoxedStrategy<Owned> {
@@ -251,7 +272,9 @@ fn cancel(charset: Charset, safe: bool) -> BoxedStrategy<Owned> {
         proptest::option::of(0_u64..=999_999_999_999_999),
         notify_url(),
     )
-        .prop_filter("one trade reference is required", |t| t.0.is_some() || t.1.is_some())
+        .prop_filter("one trade reference is required", |t| {
+            t.0.is_some() || t.1.is_some()
+        })
         .prop_map(|(o, t, ts, tts, url)| Owned::Cancel {
             out_trade_no: o,
             trade_no: t,
@@ -259,7 +282,7 @@ fn cancel(charset: Charset, safe: bool) -> BoxedStrategy<Owned> {
             terminal_timestamp_ms: tts,
             notify_url: url,
         })
-    .boxed()
+        .boxed()
 }
 
 fn refund(charset: Charset, safe: bool) -> BoxedStrategy<Owned> {
@@ -283,14 +306,19 @@ fn refund(charset: Charset, safe: bool) -> BoxedStrategy<Owned> {
             is_sync: sync,
             notify_url: url,
         })
-    .boxed()
+        .boxed()
 }
 
 /// A charset and a request of any service whose text that charset can carry.
 fn request(safe: bool) -> BoxedStrategy<(Charset, Owned)> {
     charset()
         .prop_flat_map(move |c| {
-            let owned = prop_oneof![pay(c, safe), query(c, safe), cancel(c, safe), refund(c, safe)];
+            let owned = prop_oneof![
+                pay(c, safe),
+                query(c, safe),
+                cancel(c, safe),
+                refund(c, safe)
+            ];
             (Just(c), owned)
         })
         .boxed()
@@ -391,12 +419,19 @@ fn apply(change: &Change, pairs: &mut Vec<(String, String)>, registered: SignTyp
         Change::Remove(i) => {
             let at = signed[i.index(signed.len())];
             // Removing the charset would change how the rest decodes, not just what is signed.
-            let at = if pairs[at].0 == "_input_charset" { signed[(i.index(signed.len()) + 1) % signed.len()] } else { at };
+            let at = if pairs[at].0 == "_input_charset" {
+                signed[(i.index(signed.len()) + 1) % signed.len()]
+            } else {
+                at
+            };
             pairs.remove(at);
         }
         Change::Swap(i, j) => {
-            let candidates: Vec<usize> =
-                signed.iter().copied().filter(|&k| pairs[k].0 != "_input_charset").collect();
+            let candidates: Vec<usize> = signed
+                .iter()
+                .copied()
+                .filter(|&k| pairs[k].0 != "_input_charset")
+                .collect();
             let a = candidates[i.index(candidates.len())];
             let start = j.index(candidates.len());
             let b = (0..candidates.len())
@@ -424,7 +459,12 @@ fn apply(change: &Change, pairs: &mut Vec<(String, String)>, registered: SignTyp
     Error::SignatureMismatch
 }
 
-fn tamper(charset: Charset, owned: &Owned, change: &Change, signer: &Signer) -> Result<(), TestCaseError> {
+fn tamper(
+    charset: Charset,
+    owned: &Owned,
+    change: &Change,
+    signer: &Signer,
+) -> Result<(), TestCaseError> {
     let body = send(charset, &owned.request(), signer);
     let form = Form::parse(b"", &body, &FormLimits::default()).unwrap();
     let verifier = verifier_for(signer);
@@ -495,5 +535,6 @@ fn a_gbk_form_carries_characters_gbk_lacks_as_reference_text() {
     let body = b.finish(&signer).unwrap();
     let form = Form::parse(b"", &body, &FormLimits::default()).unwrap();
     assert_eq!(form.get("partner_trans_id"), Some("单&#128512;"));
-    form.verify(&signer.verifier().unwrap(), &mut Vec::new()).unwrap();
+    form.verify(&signer.verifier().unwrap(), &mut Vec::new())
+        .unwrap();
 }

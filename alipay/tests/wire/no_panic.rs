@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 
 use alipay::form::FormLimits;
-use alipay::message::{COMMON_PARAMS, GatewayErrorCode};
+use alipay::message::{GatewayErrorCode, COMMON_PARAMS};
 use alipay::notify::NOTIFY_PARAMS;
 use alipay::xml::DEFAULT_RESPONSE_BYTES_MAX;
 use alipay::{
@@ -25,7 +25,10 @@ fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
 
 /// Bytes that look like a form: names, `=`, `&`, escapes.
 fn form_like() -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![bytes(256), "[a-z_=&%+0-9A-Fa-f]{0,200}".prop_map(String::into_bytes)]
+    prop_oneof![
+        bytes(256),
+        "[a-z_=&%+0-9A-Fa-f]{0,200}".prop_map(String::into_bytes)
+    ]
 }
 
 fn limits() -> impl Strategy<Value = FormLimits> {
@@ -40,15 +43,39 @@ fn limits() -> impl Strategy<Value = FormLimits> {
     ]
 }
 
-const EXTEND_INFO: &str = r#"{"secondary_merchant_id":"S1","store_id":"ST1","secondary_merchant_industry":"5812"}"#;
+const EXTEND_INFO: &str =
+    r#"{"secondary_merchant_id":"S1","store_id":"ST1","secondary_merchant_industry":"5812"}"#;
 
 /// Values that are valid for some field, so random forms get deep into validation.
 fn value() -> impl Strategy<Value = String> {
     let samples: Vec<String> = [
-        PARTNER, "USD", "JPY", "KRW", "12.30", "1200", "0.01", "100000000.00", "286648812345678901",
-        "barcode", "qrcode", "20260101080000", "OVERSEAS_MBARCODE_PAY", EXTEND_INFO, "Y", "N",
-        "1767225600000", "", "\"", "https://merchant.example/n", "UTF-8", "GBK", "MD5",
-        "trade_status_sync", "TRADE_SUCCESS", "2026-01-01 08:00:00", "T1",
+        PARTNER,
+        "USD",
+        "JPY",
+        "KRW",
+        "12.30",
+        "1200",
+        "0.01",
+        "100000000.00",
+        "286648812345678901",
+        "barcode",
+        "qrcode",
+        "20260101080000",
+        "OVERSEAS_MBARCODE_PAY",
+        EXTEND_INFO,
+        "Y",
+        "N",
+        "1767225600000",
+        "",
+        "\"",
+        "https://merchant.example/n",
+        "UTF-8",
+        "GBK",
+        "MD5",
+        "trade_status_sync",
+        "TRADE_SUCCESS",
+        "2026-01-01 08:00:00",
+        "T1",
     ]
     .iter()
     .map(|s| (*s).to_owned())
@@ -81,7 +108,13 @@ fn request_names() -> Vec<&'static str> {
     for s in Service::ALL {
         names.extend_from_slice(s.params());
     }
-    names.extend(["service", "service", "service", "partner", "alipay_seller_id"]);
+    names.extend([
+        "service",
+        "service",
+        "service",
+        "partner",
+        "alipay_seller_id",
+    ]);
     names
 }
 
@@ -120,7 +153,11 @@ fn valid_bodies() -> Vec<Vec<u8>> {
         out.push(w.write(enc, &echo, &query, &signer).unwrap().to_vec());
         out.push(w.write(enc, &echo, &cancel, &signer).unwrap().to_vec());
         out.push(w.write(enc, &echo, &refund, &signer).unwrap().to_vec());
-        out.push(w.write_gateway_error(enc, GatewayErrorCode::IllegalSign, Some(&signer)).unwrap().to_vec());
+        out.push(
+            w.write_gateway_error(enc, GatewayErrorCode::IllegalSign, Some(&signer))
+                .unwrap()
+                .to_vec(),
+        );
     }
     out
 }
@@ -135,16 +172,44 @@ enum Mutation {
 }
 
 const SNIPPETS: &[&[u8]] = &[
-    b"<", b">", b"</", b"/>", b"<!DOCTYPE a>", b"&", b"&amp;", b"&#", b"&#x", b"&#128512;",
-    b"&#0;", b"&#xD800;", b"<![CDATA[", b"]]>", b"<?", b"?>", b"\"", b"'", b"<alipay>",
-    b"</alipay>", b"<sign>", b"<is_success>T</is_success>", b"<result_code>", b"<x/>",
-    b"\xff", b"\x80", b"\xd6", b" encoding=\"GBK\"", b"<!--", b"-->", b"\x00",
+    b"<",
+    b">",
+    b"</",
+    b"/>",
+    b"<!DOCTYPE a>",
+    b"&",
+    b"&amp;",
+    b"&#",
+    b"&#x",
+    b"&#128512;",
+    b"&#0;",
+    b"&#xD800;",
+    b"<![CDATA[",
+    b"]]>",
+    b"<?",
+    b"?>",
+    b"\"",
+    b"'",
+    b"<alipay>",
+    b"</alipay>",
+    b"<sign>",
+    b"<is_success>T</is_success>",
+    b"<result_code>",
+    b"<x/>",
+    b"\xff",
+    b"\x80",
+    b"\xd6",
+    b" encoding=\"GBK\"",
+    b"<!--",
+    b"-->",
+    b"\x00",
 ];
 
 fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         (any::<Index>(), any::<u8>()).prop_map(|(i, b)| Mutation::Flip(i, b)),
-        (any::<Index>(), proptest::sample::select(SNIPPETS)).prop_map(|(i, s)| Mutation::Insert(i, s)),
+        (any::<Index>(), proptest::sample::select(SNIPPETS))
+            .prop_map(|(i, s)| Mutation::Insert(i, s)),
         (any::<Index>(), 1_usize..40).prop_map(|(i, n)| Mutation::Delete(i, n)),
         (any::<Index>(), 1_usize..60).prop_map(|(i, n)| Mutation::Duplicate(i, n)),
         any::<Index>().prop_map(Mutation::Truncate),
@@ -305,16 +370,23 @@ fn key_text() -> impl Strategy<Value = String> {
     prop_oneof![
         ".{0,200}",
         "[A-Za-z0-9+/=]{0,400}",
-        "[A-Za-z0-9+/]{0,300}".prop_map(|b| format!("-----BEGIN PRIVATE KEY-----\n{b}\n-----END PRIVATE KEY-----\n")),
-        (proptest::sample::select(real), any::<Index>(), b64, any::<Index>()).prop_map(|(k, i, c, cut)| {
-            let k = k.trim();
-            let at = i.index(k.len());
-            let mut s = format!("{}{c}{}", &k[..at], &k[at + 1..]);
-            if cut.index(4) == 0 {
-                s.truncate(cut.index(s.len() + 1));
-            }
-            s
-        }),
+        "[A-Za-z0-9+/]{0,300}"
+            .prop_map(|b| format!("-----BEGIN PRIVATE KEY-----\n{b}\n-----END PRIVATE KEY-----\n")),
+        (
+            proptest::sample::select(real),
+            any::<Index>(),
+            b64,
+            any::<Index>()
+        )
+            .prop_map(|(k, i, c, cut)| {
+                let k = k.trim();
+                let at = i.index(k.len());
+                let mut s = format!("{}{c}{}", &k[..at], &k[at + 1..]);
+                if cut.index(4) == 0 {
+                    s.truncate(cut.index(s.len() + 1));
+                }
+                s
+            }),
     ]
 }
 

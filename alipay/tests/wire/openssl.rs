@@ -7,8 +7,8 @@
 
 use alipay::form::FormLimits;
 use alipay::{
-    Amount, BeijingTime, Charset, Currency, Error, Form, FormBuilder, IdentityCodeType,
-    PayRequest, Request, Secret, SignType, Signer, Verifier,
+    Amount, BeijingTime, Charset, Currency, Error, Form, FormBuilder, IdentityCodeType, PayRequest,
+    Request, Secret, SignType, Signer, Verifier,
 };
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -28,7 +28,10 @@ const PRIVATE_2048: [(&str, &str); 3] = [
 const PUBLIC_2048: [(&str, &str); 3] = [
     ("SubjectPublicKeyInfo PEM", key::RSA2048_PUB_SPKI_PEM),
     ("PKCS#1 PEM", key::RSA2048_PUB_PKCS1_PEM),
-    ("single-line Base64 SubjectPublicKeyInfo DER", key::RSA2048_PUB_SPKI_B64),
+    (
+        "single-line Base64 SubjectPublicKeyInfo DER",
+        key::RSA2048_PUB_SPKI_B64,
+    ),
 ];
 const PRIVATE_1024: [(&str, &str); 3] = [
     ("PKCS#8 PEM", key::RSA1024_PKCS8_PEM),
@@ -38,7 +41,10 @@ const PRIVATE_1024: [(&str, &str); 3] = [
 const PUBLIC_1024: [(&str, &str); 3] = [
     ("SubjectPublicKeyInfo PEM", key::RSA1024_PUB_SPKI_PEM),
     ("PKCS#1 PEM", key::RSA1024_PUB_PKCS1_PEM),
-    ("single-line Base64 SubjectPublicKeyInfo DER", key::RSA1024_PUB_SPKI_B64),
+    (
+        "single-line Base64 SubjectPublicKeyInfo DER",
+        key::RSA1024_PUB_SPKI_B64,
+    ),
 ];
 
 /// One openssl signature: which key and algorithm, over which message.
@@ -56,11 +62,25 @@ fn cases() -> Vec<Case> {
         ($st:ident, $bits:literal, $hash:literal, $msg:literal, $message:expr) => {
             Case {
                 sign_type: SignType::$st,
-                private: if $bits == 2048 { &PRIVATE_2048 } else { &PRIVATE_1024 },
-                public: if $bits == 2048 { &PUBLIC_2048 } else { &PUBLIC_1024 },
+                private: if $bits == 2048 {
+                    &PRIVATE_2048
+                } else {
+                    &PRIVATE_1024
+                },
+                public: if $bits == 2048 {
+                    &PUBLIC_2048
+                } else {
+                    &PUBLIC_1024
+                },
                 message: $message,
                 signature: include_str!(concat!(
-                    "../fixtures/sig-rsa", $bits, "-", $hash, "-", $msg, ".b64"
+                    "../fixtures/sig-rsa",
+                    $bits,
+                    "-",
+                    $hash,
+                    "-",
+                    $msg,
+                    ".b64"
                 ))
                 .trim(),
                 name: concat!("rsa", $bits, "-", $hash, "-", $msg),
@@ -215,9 +235,16 @@ fn a_plus_turned_into_a_space_still_verifies() {
         // The space is restored as `+` only: a space where the signature had another character
         // is still a mismatch or malformed, never accepted.
         let wrong = case.signature.replacen(|c| c != '+', " ", 1);
-        assert!(verifier.verify(case.message, &wrong).is_err(), "{}", case.name);
+        assert!(
+            verifier.verify(case.message, &wrong).is_err(),
+            "{}",
+            case.name
+        );
     }
-    assert!(seen_plus >= 3, "regenerate the fixtures: too few signatures contain '+'");
+    assert!(
+        seen_plus >= 3,
+        "regenerate the fixtures: too few signatures contain '+'"
+    );
 }
 
 /// The realistic path: the ASCII fixture message is itself a valid form body; a client that
@@ -242,9 +269,21 @@ fn a_form_with_a_raw_plus_in_sign_verifies() {
 /// The pay request that the fixture messages are the string to sign of.
 fn fixture_pay(trans_name: &str, gbk: bool) -> PayRequest<'_> {
     let (id, currency, minor, code_type, time) = if gbk {
-        ("T20260101000002", Currency::HKD, 8800, IdentityCodeType::Qrcode, "20260101093000")
+        (
+            "T20260101000002",
+            Currency::HKD,
+            8800,
+            IdentityCodeType::Qrcode,
+            "20260101093000",
+        )
     } else {
-        ("T20260101000001", Currency::USD, 1230, IdentityCodeType::Barcode, "20260101080000")
+        (
+            "T20260101000001",
+            Currency::USD,
+            1230,
+            IdentityCodeType::Barcode,
+            "20260101080000",
+        )
     };
     PayRequest {
         partner: crate::common::PARTNER,
@@ -269,8 +308,18 @@ fn fixture_pay(trans_name: &str, gbk: bool) -> PayRequest<'_> {
 fn form_builder_sends_the_signature_openssl_makes() {
     let gbk_name = MSG_GBK_UTF8.rsplit_once("trans_name=").unwrap().1;
     let rows = [
-        (Charset::Utf8, fixture_pay("Coffee", false), MSG_ASCII, "sig-rsa2048-sha256-ascii"),
-        (Charset::Gbk, fixture_pay(gbk_name, true), MSG_GBK, "sig-rsa2048-sha256-gbk"),
+        (
+            Charset::Utf8,
+            fixture_pay("Coffee", false),
+            MSG_ASCII,
+            "sig-rsa2048-sha256-ascii",
+        ),
+        (
+            Charset::Gbk,
+            fixture_pay(gbk_name, true),
+            MSG_GBK,
+            "sig-rsa2048-sha256-gbk",
+        ),
     ];
     let signer = Signer::from_key_text(SignType::Rsa2, key::RSA2048_PKCS8_PEM).unwrap();
     for (charset, pay, message, sig_name) in rows {
@@ -318,7 +367,11 @@ fn md5_matches_the_spec_vectors_and_openssl() {
     ];
     for line in MD5_TSV.lines() {
         let mut cols = line.split('\t');
-        let (file, key, digest) = (cols.next().unwrap(), cols.next().unwrap(), cols.next().unwrap());
+        let (file, key, digest) = (
+            cols.next().unwrap(),
+            cols.next().unwrap(),
+            cols.next().unwrap(),
+        );
         let message: &[u8] = match file {
             "msg-spec-query.txt" => include_bytes!("../fixtures/msg-spec-query.txt"),
             "msg-ascii.txt" => MSG_ASCII,
@@ -338,11 +391,20 @@ fn md5_matches_the_spec_vectors_and_openssl() {
         let mut tampered = message.clone();
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
-        assert_eq!(verifier.verify(&tampered, digest), Err(Error::SignatureMismatch));
+        assert_eq!(
+            verifier.verify(&tampered, digest),
+            Err(Error::SignatureMismatch)
+        );
         let other_key = Verifier::from_key_text(SignType::Md5, "x").unwrap();
-        assert_eq!(other_key.verify(message, digest), Err(Error::SignatureMismatch));
+        assert_eq!(
+            other_key.verify(message, digest),
+            Err(Error::SignatureMismatch)
+        );
         for malformed in ["", &digest[1..], "not hex at all, but 32 chars ok?"] {
-            assert!(verifier.verify(message, malformed).is_err(), "{malformed:?}");
+            assert!(
+                verifier.verify(message, malformed).is_err(),
+                "{malformed:?}"
+            );
         }
     }
     // The GBK and UTF-8 bytes of the same text are different strings to sign.
@@ -354,12 +416,30 @@ fn key_text_of_the_wrong_kind_is_refused_without_showing_key_material() {
     let private_b64 = key::RSA2048_PKCS8_B64.trim();
     let public_b64 = key::RSA2048_PUB_SPKI_B64.trim();
     let attempts: Vec<(&str, Result<(), Error>)> = vec![
-        ("public key as signer", Signer::from_key_text(SignType::Rsa2, public_b64).map(drop)),
-        ("private key as verifier", Verifier::from_key_text(SignType::Rsa2, private_b64).map(drop)),
-        ("garbage", Signer::from_key_text(SignType::Rsa, "not a key!").map(drop)),
-        ("truncated DER", Signer::from_key_text(SignType::Rsa2, &private_b64[..400]).map(drop)),
-        ("empty MD5 key", Signer::from_key_text(SignType::Md5, "  ").map(drop)),
-        ("empty RSA key", Verifier::from_key_text(SignType::Rsa, "").map(drop)),
+        (
+            "public key as signer",
+            Signer::from_key_text(SignType::Rsa2, public_b64).map(drop),
+        ),
+        (
+            "private key as verifier",
+            Verifier::from_key_text(SignType::Rsa2, private_b64).map(drop),
+        ),
+        (
+            "garbage",
+            Signer::from_key_text(SignType::Rsa, "not a key!").map(drop),
+        ),
+        (
+            "truncated DER",
+            Signer::from_key_text(SignType::Rsa2, &private_b64[..400]).map(drop),
+        ),
+        (
+            "empty MD5 key",
+            Signer::from_key_text(SignType::Md5, "  ").map(drop),
+        ),
+        (
+            "empty RSA key",
+            Verifier::from_key_text(SignType::Rsa, "").map(drop),
+        ),
     ];
     for (what, result) in attempts {
         let err = result.expect_err(what);

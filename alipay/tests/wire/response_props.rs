@@ -37,7 +37,11 @@ fn time() -> impl Strategy<Value = Option<BeijingTime>> {
 }
 
 fn result_code() -> impl Strategy<Value = ResultCode> {
-    proptest::sample::select(vec![ResultCode::Success, ResultCode::Fail, ResultCode::Unknown])
+    proptest::sample::select(vec![
+        ResultCode::Success,
+        ResultCode::Fail,
+        ResultCode::Unknown,
+    ])
 }
 
 /// A currency and an amount in it: both absent, currency only, or both.
@@ -58,8 +62,8 @@ fn pay_response() -> impl Strategy<Value = PayResponse<'static>> {
         (result_code(), text(), text(), text(), text(), text()),
         (time(), money(), text(), text()),
     )
-        .prop_map(|((code, error, ptid, atid, login, user), (time, money, rate, cny))| {
-            PayResponse {
+        .prop_map(
+            |((code, error, ptid, atid, login, user), (time, money, rate, cny))| PayResponse {
                 result_code: code,
                 error,
                 partner_trans_id: ptid,
@@ -71,8 +75,8 @@ fn pay_response() -> impl Strategy<Value = PayResponse<'static>> {
                 trans_amount: money.1,
                 exchange_rate: rate,
                 trans_amount_cny: cny,
-            }
-        })
+            },
+        )
 }
 
 fn query_response() -> impl Strategy<Value = QueryResponse<'static>> {
@@ -128,31 +132,43 @@ fn cancel_response() -> impl Strategy<Value = CancelResponse<'static>> {
         text(),
         text(),
     )
-        .prop_map(|(code, otn, tn, retry, action, dcode, ddes)| CancelResponse {
-            result_code: code,
-            out_trade_no: otn,
-            trade_no: tn,
-            retry_flag: retry,
-            action,
-            detail_error_code: dcode,
-            detail_error_des: ddes,
-        })
+        .prop_map(
+            |(code, otn, tn, retry, action, dcode, ddes)| CancelResponse {
+                result_code: code,
+                out_trade_no: otn,
+                trade_no: tn,
+                retry_flag: retry,
+                action,
+                detail_error_code: dcode,
+                detail_error_des: ddes,
+            },
+        )
 }
 
 fn refund_response() -> impl Strategy<Value = RefundResponse<'static>> {
-    (result_code(), text(), text(), text(), text(), money(), text(), text()).prop_map(
-        |(code, error, ptid, prid, atid, money, rate, cny)| RefundResponse {
-            result_code: code,
-            error,
-            partner_trans_id: ptid,
-            partner_refund_id: prid,
-            alipay_trans_id: atid,
-            currency: money.0,
-            refund_amount: money.1,
-            exchange_rate: rate,
-            refund_amount_cny: cny,
-        },
+    (
+        result_code(),
+        text(),
+        text(),
+        text(),
+        text(),
+        money(),
+        text(),
+        text(),
     )
+        .prop_map(
+            |(code, error, ptid, prid, atid, money, rate, cny)| RefundResponse {
+                result_code: code,
+                error,
+                partner_trans_id: ptid,
+                partner_refund_id: prid,
+                alipay_trans_id: atid,
+                currency: money.0,
+                refund_amount: money.1,
+                exchange_rate: rate,
+                refund_amount_cny: cny,
+            },
+        )
 }
 
 /// Echoed request parameters: form-shaped names, any value (possibly empty).
@@ -175,9 +191,14 @@ fn read_verified<'a>(
     echo: &[(String, String)],
     signer: &Signer,
 ) -> Result<ResponseDoc<'a>, TestCaseError> {
-    prop_assert!(encoding.decode(body).is_some(), "not valid {}", encoding.label());
-    let doc = read_response(body, scratch, DEFAULT_RESPONSE_BYTES_MAX)
-        .map_err(|e| TestCaseError::fail(format!("read: {e}: {}", String::from_utf8_lossy(body))))?;
+    prop_assert!(
+        encoding.decode(body).is_some(),
+        "not valid {}",
+        encoding.label()
+    );
+    let doc = read_response(body, scratch, DEFAULT_RESPONSE_BYTES_MAX).map_err(|e| {
+        TestCaseError::fail(format!("read: {e}: {}", String::from_utf8_lossy(body)))
+    })?;
     prop_assert_eq!(doc.encoding, encoding);
     prop_assert!(doc.is_success);
     prop_assert_eq!(doc.gateway_error(), None);
@@ -191,7 +212,10 @@ fn read_verified<'a>(
         SignType::Md5 => Verifier::from_key_text(SignType::Md5, "another key").unwrap(),
         _ => return Ok(doc),
     };
-    prop_assert_eq!(doc.verify(&other, &mut Vec::new()), Err(Error::SignatureMismatch));
+    prop_assert_eq!(
+        doc.verify(&other, &mut Vec::new()),
+        Err(Error::SignatureMismatch)
+    );
     Ok(doc)
 }
 
@@ -203,7 +227,10 @@ macro_rules! round_trip {
         // One writer for every encoding, with a gateway error in between: buffers are reused.
         let mut writer = ResponseWriter::new();
         for encoding in ENCODINGS {
-            let body = writer.write(encoding, &echo_refs, resp, signer).unwrap().to_vec();
+            let body = writer
+                .write(encoding, &echo_refs, resp, signer)
+                .unwrap()
+                .to_vec();
             let mut scratch = String::new();
             let doc = read_verified(&body, &mut scratch, encoding, echo, signer)?;
             let back: $ty<'_> = doc.parse().unwrap();
@@ -249,8 +276,15 @@ fn gateway_errors_read_back_and_verify() {
     for &code in GatewayErrorCode::ALL {
         for encoding in ENCODINGS {
             for signer in signers {
-                let body = writer.write_gateway_error(encoding, code, signer).unwrap().to_vec();
-                let what = format!("{code} {} {:?}", encoding.label(), signer.map(Signer::sign_type));
+                let body = writer
+                    .write_gateway_error(encoding, code, signer)
+                    .unwrap()
+                    .to_vec();
+                let what = format!(
+                    "{code} {} {:?}",
+                    encoding.label(),
+                    signer.map(Signer::sign_type)
+                );
                 let mut scratch = String::new();
                 let doc = read_response(&body, &mut scratch, DEFAULT_RESPONSE_BYTES_MAX).unwrap();
                 assert!(!doc.is_success, "{what}");
@@ -258,7 +292,10 @@ fn gateway_errors_read_back_and_verify() {
                 assert_eq!(doc.gateway_error(), Some(code), "{what}");
                 assert_eq!(doc.error.as_deref(), Some(code.as_str()), "{what}");
                 assert!(doc.request.is_empty(), "{what}");
-                assert!(matches!(doc.parse::<PayResponse>(), Err(Error::MalformedXml(_))), "{what}");
+                assert!(
+                    matches!(doc.parse::<PayResponse>(), Err(Error::MalformedXml(_))),
+                    "{what}"
+                );
                 match signer {
                     None => {
                         assert_eq!(doc.sign, None, "{what}");
@@ -298,7 +335,9 @@ fn unrepresentable_characters_travel_as_character_references() {
         "{}",
         String::from_utf8_lossy(&body)
     );
-    assert!(body.windows(26).any(|w| w == b"name=\"trans_name\">&#128512;"[..26].as_ref()));
+    assert!(body
+        .windows(26)
+        .any(|w| w == b"name=\"trans_name\">&#128512;"[..26].as_ref()));
     // The signed string is the GBK bytes with references for what GBK lacks.
     let mut to_sign = Vec::new();
     Charset::Gbk.encode_into(
@@ -310,7 +349,8 @@ fn unrepresentable_characters_travel_as_character_references() {
     let mut scratch = String::new();
     let doc = read_response(&body, &mut scratch, DEFAULT_RESPONSE_BYTES_MAX).unwrap();
     assert_eq!(doc.sign.as_deref(), Some(sign.as_str()));
-    doc.verify(&signer.verifier().unwrap(), &mut Vec::new()).unwrap();
+    doc.verify(&signer.verifier().unwrap(), &mut Vec::new())
+        .unwrap();
     assert_eq!(doc.request[0].1, "😀");
     assert_eq!(doc.parse::<PayResponse>().unwrap(), resp);
 }

@@ -66,7 +66,12 @@ fn written_pay() -> Vec<u8> {
     resp.currency = Some(Currency::USD);
     resp.trans_amount = Some(Amount::from_minor(1230, Currency::USD));
     ResponseWriter::new()
-        .write(Charset::Utf8, &[("service", "alipay.acquire.overseas.spot.pay")], &resp, &md5())
+        .write(
+            Charset::Utf8,
+            &[("service", "alipay.acquire.overseas.spot.pay")],
+            &resp,
+            &md5(),
+        )
         .unwrap()
         .to_vec()
 }
@@ -88,7 +93,13 @@ fn hostile_documents_table() {
         <!ENTITY lol9 \"&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;\">]>\
         <alipay><is_success>T</is_success><response><alipay><result_code>&lol9;</result_code>\
         </alipay></response></alipay>";
-    let deep = |n: usize| format!("<alipay><is_success>T</is_success>{}{}</alipay>", "<x>".repeat(n), "</x>".repeat(n));
+    let deep = |n: usize| {
+        format!(
+            "<alipay><is_success>T</is_success>{}{}</alipay>",
+            "<x>".repeat(n),
+            "</x>".repeat(n)
+        )
+    };
     let rows: Vec<(&str, Vec<u8>, Result<(), Error>)> = vec![
         ("the writer's own output", pay.clone(), ok()),
         ("a hand-made signed document", valid.clone().into_bytes(), ok()),
@@ -166,7 +177,13 @@ fn hostile_documents_table() {
             failures.push(format!("{what}: expected {want:?}, got {got:?}"));
         }
     }
-    assert!(failures.is_empty(), "{} of {} rows failed:\n{}", failures.len(), rows.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} rows failed:\n{}",
+        failures.len(),
+        rows.len(),
+        failures.join("\n")
+    );
 }
 
 fn rejection(code: &str, sign: &str) -> String {
@@ -192,7 +209,10 @@ fn a_signed_rejection_reads_as_its_code() {
     let body = rejection("SOMETHING_NEW", "");
     let doc = read_response(body.as_bytes(), &mut scratch, DEFAULT_RESPONSE_BYTES_MAX).unwrap();
     assert_eq!(doc.gateway_error(), Some(GatewayErrorCode::SystemError));
-    assert_eq!(doc.verify(&verifier(), &mut Vec::new()), Err(Error::MissingSignature));
+    assert_eq!(
+        doc.verify(&verifier(), &mut Vec::new()),
+        Err(Error::MissingSignature)
+    );
 }
 
 /// A response as Alipay sends it: declared GBK, pretty-printed, Chinese text; the signature is
@@ -202,7 +222,9 @@ fn a_gbk_declared_body_with_chinese_text_decodes_and_verifies() {
     let login = "张**(zhang@example.com)";
     let mut to_sign = Vec::new();
     Charset::Gbk.encode_into(
-        &format!("alipay_buyer_login_id={login}&currency=HKD&result_code=SUCCESS&trans_amount=88.00"),
+        &format!(
+            "alipay_buyer_login_id={login}&currency=HKD&result_code=SUCCESS&trans_amount=88.00"
+        ),
         &mut to_sign,
     );
     let sign = md5_sign(&to_sign);
@@ -222,26 +244,39 @@ fn a_gbk_declared_body_with_chinese_text_decodes_and_verifies() {
         );
         let mut body = Vec::new();
         Charset::Gbk.encode_into(&text, &mut body);
-        assert!(std::str::from_utf8(&body).is_err(), "the body must really be GBK");
+        assert!(
+            std::str::from_utf8(&body).is_err(),
+            "the body must really be GBK"
+        );
         let mut scratch = String::new();
         let doc = read_response(&body, &mut scratch, DEFAULT_RESPONSE_BYTES_MAX)
             .unwrap_or_else(|e| panic!("{decl}: {e}"));
-        doc.verify(&verifier(), &mut Vec::new()).unwrap_or_else(|e| panic!("{decl}: {e}"));
+        doc.verify(&verifier(), &mut Vec::new())
+            .unwrap_or_else(|e| panic!("{decl}: {e}"));
         assert_eq!(doc.request[0].1, "咖啡两杯");
         let pay: PayResponse = doc.parse().unwrap();
         assert_eq!(pay.alipay_buyer_login_id.as_deref(), Some(login));
-        assert_eq!(pay.trans_amount, Some(Amount::from_minor(8800, Currency::HKD)));
+        assert_eq!(
+            pay.trans_amount,
+            Some(Amount::from_minor(8800, Currency::HKD))
+        );
         // The same signature does not verify over the UTF-8 bytes of the text.
         let mut utf8_body = text.clone().into_bytes();
         let decl_end = utf8_body.iter().position(|&b| b == b'\n').unwrap();
-        utf8_body.splice(..decl_end, b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>".iter().copied());
+        utf8_body.splice(
+            ..decl_end,
+            b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
+                .iter()
+                .copied(),
+        );
         assert_eq!(outcome(&utf8_body), Err(Error::SignatureMismatch), "{decl}");
     }
 }
 
 #[test]
 fn an_undeclared_encoding_is_utf8() {
-    let business = "<alipay_buyer_login_id>张**</alipay_buyer_login_id><result_code>SUCCESS</result_code>";
+    let business =
+        "<alipay_buyer_login_id>张**</alipay_buyer_login_id><result_code>SUCCESS</result_code>";
     let sign = md5_sign("alipay_buyer_login_id=张**&result_code=SUCCESS".as_bytes());
     for decl in ["", "<?xml version=\"1.0\"?>"] {
         let body = format!(
@@ -252,10 +287,19 @@ fn an_undeclared_encoding_is_utf8() {
         let doc = read_response(body.as_bytes(), &mut scratch, DEFAULT_RESPONSE_BYTES_MAX).unwrap();
         assert_eq!(doc.encoding, Charset::Utf8, "{decl:?}");
         doc.verify(&verifier(), &mut Vec::new()).unwrap();
-        assert_eq!(doc.parse::<PayResponse>().unwrap().alipay_buyer_login_id.as_deref(), Some("张**"));
+        assert_eq!(
+            doc.parse::<PayResponse>()
+                .unwrap()
+                .alipay_buyer_login_id
+                .as_deref(),
+            Some("张**")
+        );
         // GBK bytes in a body that does not declare GBK are not UTF-8: refused, not guessed.
         let mut gbk = Vec::new();
         Charset::Gbk.encode_into(&body, &mut gbk);
-        assert!(matches!(outcome(&gbk), Err(Error::MalformedXml(_))), "{decl:?}");
+        assert!(
+            matches!(outcome(&gbk), Err(Error::MalformedXml(_))),
+            "{decl:?}"
+        );
     }
 }
