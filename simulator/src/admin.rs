@@ -130,7 +130,11 @@ fn error(status: StatusCode, message: &str) -> Response<RespBody> {
 fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (n, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (n == name).then(|| percent_decode_str(&v.replace('+', " ")).decode_utf8_lossy().into_owned())
+        (n == name).then(|| {
+            percent_decode_str(&v.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
     })
 }
 
@@ -197,7 +201,10 @@ fn trades(shared: &Shared, partner: Option<&str>) -> Response<RespBody> {
         .filter(|t| partner.is_none_or(|p| t.partner == p))
         .map(|t| trade_view(t, now, rules))
         .collect();
-    json_response(StatusCode::OK, &json!({ "count": list.len(), "trades": list }))
+    json_response(
+        StatusCode::OK,
+        &json!({ "count": list.len(), "trades": list }),
+    )
 }
 
 fn one_trade(shared: &Shared, partner: &str, id: &str) -> Response<RespBody> {
@@ -211,7 +218,10 @@ fn one_trade(shared: &Shared, partner: &str, id: &str) -> Response<RespBody> {
 
 fn put_dials(shared: &Shared, patch: &Value) -> Response<RespBody> {
     let Some(patch) = patch.as_object() else {
-        return error(StatusCode::BAD_REQUEST, "the body must be a JSON object of dials");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the body must be a JSON object of dials",
+        );
     };
     let mut core = shared.lock();
     let mut merged = json!(core.dials);
@@ -254,7 +264,10 @@ fn set_clock(shared: &Shared, body: &Value) -> Response<RespBody> {
             return error(StatusCode::BAD_REQUEST, "set must be yyyy-MM-dd HH:mm:ss");
         };
         if shared.clock.set(target.unix_ms()).is_err() {
-            return error(StatusCode::CONFLICT, "the simulated clock never goes backwards");
+            return error(
+                StatusCode::CONFLICT,
+                "the simulated clock never goes backwards",
+            );
         }
     } else {
         return error(StatusCode::BAD_REQUEST, "give advance_ms or set");

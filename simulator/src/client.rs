@@ -163,10 +163,13 @@ impl HttpClient {
             message,
         };
         let host = self.origin.host.as_str();
-        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, self.origin.port)))
-            .await
-            .map_err(|_| fail("connect timed out".to_owned()))?
-            .map_err(|e| fail(e.to_string()))?;
+        let tcp = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            TcpStream::connect((host, self.origin.port)),
+        )
+        .await
+        .map_err(|_| fail("connect timed out".to_owned()))?
+        .map_err(|e| fail(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
         let Some(tls) = &self.tls else {
             let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
@@ -247,12 +250,13 @@ impl HttpClient {
         if let Some(ct) = content_type {
             builder = builder.header(CONTENT_TYPE, ct);
         }
-        let request = builder
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| SimError::Connect {
-                addr: addr.clone(),
-                message: format!("bad request: {e}"),
-            })?;
+        let request =
+            builder
+                .body(Full::new(Bytes::from(body)))
+                .map_err(|e| SimError::Connect {
+                    addr: addr.clone(),
+                    message: format!("bad request: {e}"),
+                })?;
         let response = sender
             .send_request(request)
             .await
@@ -274,7 +278,10 @@ impl HttpClient {
     /// `GET path` and parse the body as JSON (for the admin API).
     pub async fn get_json(&self, path: &str) -> Result<(u16, serde_json::Value)> {
         let r = self.request(Method::GET, path, None, Vec::new()).await?;
-        Ok((r.status, serde_json::from_slice(&r.body).unwrap_or_default()))
+        Ok((
+            r.status,
+            serde_json::from_slice(&r.body).unwrap_or_default(),
+        ))
     }
 
     /// `method path` with a JSON body, and parse the answer as JSON.
@@ -288,7 +295,10 @@ impl HttpClient {
         let r = self
             .request(method, path, Some("application/json"), bytes)
             .await?;
-        Ok((r.status, serde_json::from_slice(&r.body).unwrap_or_default()))
+        Ok((
+            r.status,
+            serde_json::from_slice(&r.body).unwrap_or_default(),
+        ))
     }
 }
 
@@ -344,21 +354,35 @@ impl GatewayClient {
     }
 
     /// The signed form of `request` in `charset`: the whole urlencoded parameter list.
-    pub fn signed_form(request: &Request<'_>, charset: Charset, signer: &Signer) -> Result<Vec<u8>> {
+    pub fn signed_form(
+        request: &Request<'_>,
+        charset: Charset,
+        signer: &Signer,
+    ) -> Result<Vec<u8>> {
         let mut b = FormBuilder::new(charset);
         request.write_form(&mut b);
         Ok(b.finish(signer)?)
     }
 
     /// POSTs `request`, with `_input_charset` in the URL query and the rest in the body.
-    pub async fn post(&self, request: &Request<'_>, charset: Charset, signer: &Signer) -> Result<HttpResponse> {
+    pub async fn post(
+        &self,
+        request: &Request<'_>,
+        charset: Charset,
+        signer: &Signer,
+    ) -> Result<HttpResponse> {
         let form = GatewayClient::signed_form(request, charset, signer)?;
         let (query, body) = split_charset(&form);
         self.post_raw(&query, body).await
     }
 
     /// GETs `request` with every parameter in the query.
-    pub async fn get(&self, request: &Request<'_>, charset: Charset, signer: &Signer) -> Result<HttpResponse> {
+    pub async fn get(
+        &self,
+        request: &Request<'_>,
+        charset: Charset,
+        signer: &Signer,
+    ) -> Result<HttpResponse> {
         let form = GatewayClient::signed_form(request, charset, signer)?;
         self.get_raw(&String::from_utf8_lossy(&form)).await
     }
@@ -379,7 +403,9 @@ impl GatewayClient {
     /// GETs with a raw query (without the `?`).
     pub async fn get_raw(&self, query: &str) -> Result<HttpResponse> {
         let path = format!("{GATEWAY_PATH}?{query}");
-        self.http.request(Method::GET, &path, None, Vec::new()).await
+        self.http
+            .request(Method::GET, &path, None, Vec::new())
+            .await
     }
 }
 
@@ -405,7 +431,10 @@ mod tests {
         assert_eq!((u.tls, u.host.as_str(), u.port), (false, "127.0.0.1", 8080));
         assert_eq!(u.path_and_query, "/notify?a=1");
         let u = Url::parse("https://[::1]:9443").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.path_and_query.as_str()), ("::1", 9443, "/"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path_and_query.as_str()),
+            ("::1", 9443, "/")
+        );
         assert_eq!(u.authority(), "[::1]:9443");
         assert_eq!(Url::parse("https://localhost/x").unwrap().port, 443);
         assert!(Url::parse("ftp://x").is_none());
@@ -415,6 +444,9 @@ mod tests {
     #[test]
     fn charset_moves_to_the_query() {
         let (q, b) = split_charset(b"_input_charset=GBK&a=1&b=2");
-        assert_eq!((q.as_str(), b.as_slice()), ("_input_charset=GBK", &b"a=1&b=2"[..]));
+        assert_eq!(
+            (q.as_str(), b.as_slice()),
+            ("_input_charset=GBK", &b"a=1&b=2"[..])
+        );
     }
 }

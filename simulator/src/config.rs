@@ -273,7 +273,10 @@ impl Config {
             return Err(err("notify_queue_max", "must be positive".to_owned()));
         }
         if raw.accounts.is_empty() {
-            return Err(err("accounts", "at least one account is required".to_owned()));
+            return Err(err(
+                "accounts",
+                "at least one account is required".to_owned(),
+            ));
         }
         let mut accounts = BTreeMap::new();
         for (i, a) in raw.accounts.iter().enumerate() {
@@ -314,8 +317,12 @@ fn rules_of(raw: &FileConfig, err: &dyn Fn(&str, String) -> SimError) -> Result<
         let currency: Currency = code
             .parse()
             .map_err(|()| err(&key, "not a supported currency".to_owned()))?;
-        let rate = Rate::parse(text)
-            .ok_or_else(|| err(&key, "must be a positive decimal with 8 decimals".to_owned()))?;
+        let rate = Rate::parse(text).ok_or_else(|| {
+            err(
+                &key,
+                "must be a positive decimal with 8 decimals".to_owned(),
+            )
+        })?;
         rates_to_cny.insert(currency, rate);
     }
     if !(1..=TRADES_MAX_LIMIT).contains(&raw.trades_max) {
@@ -380,7 +387,9 @@ fn account_of(
                 return Err(err("md5_key", message));
             }
             let file = |key: &'static str, f: &Option<PathBuf>| -> Result<String> {
-                let f = f.as_ref().ok_or_else(|| err(key, "is required".to_owned()))?;
+                let f = f
+                    .as_ref()
+                    .ok_or_else(|| err(key, "is required".to_owned()))?;
                 read_key(keys, f).map_err(|m| err(key, m))
             };
             let public = file("merchant_public_key_file", &a.merchant_public_key_file)?;
@@ -448,16 +457,26 @@ mod tests {
         }
     }
 
-    const ACCOUNT: &str = "[[accounts]]\npartner = \"2088000000000001\"\nsign_type = \"MD5\"\nmd5_key = \"k\"\n";
+    const ACCOUNT: &str =
+        "[[accounts]]\npartner = \"2088000000000001\"\nsign_type = \"MD5\"\nmd5_key = \"k\"\n";
 
     #[test]
     fn errors_name_the_file_and_key() {
         assert_eq!(load(ACCOUNT), "ok");
         let cases = [
             ("bogus = 1\n", "unknown field `bogus`"),
-            ("trade_timeout_s = 0\n", "t.toml: trade_timeout_s: must be positive"),
-            ("response_encoding = \"latin1\"\n", "t.toml: response_encoding:"),
-            ("[exchange_rates_to_cny]\nUSD = \"7.1\"\n", "exchange_rates_to_cny.USD"),
+            (
+                "trade_timeout_s = 0\n",
+                "t.toml: trade_timeout_s: must be positive",
+            ),
+            (
+                "response_encoding = \"latin1\"\n",
+                "t.toml: response_encoding:",
+            ),
+            (
+                "[exchange_rates_to_cny]\nUSD = \"7.1\"\n",
+                "exchange_rates_to_cny.USD",
+            ),
             ("[dials]\nfail_rate = 1.5\n", "t.toml: dials.fail_rate:"),
             ("[dials]\nnope = 1\n", "unknown field `nope`"),
         ];

@@ -544,8 +544,14 @@ mod tests {
     fn magic_codes_map_to_scenarios() {
         let cases = [
             ("280001000000000000", Scenario::UnknownThenPaid),
-            ("280010123456789012", Scenario::Fail("BUYER_BALANCE_NOT_ENOUGH")),
-            ("280019000000000000", Scenario::Fail("CLIENT_VERSION_NOT_MATCH")),
+            (
+                "280010123456789012",
+                Scenario::Fail("BUYER_BALANCE_NOT_ENOUGH"),
+            ),
+            (
+                "280019000000000000",
+                Scenario::Fail("CLIENT_VERSION_NOT_MATCH"),
+            ),
             ("280035000000000000", Scenario::Throttle),
             ("280050000000000000", Scenario::RefundUnknownOnce),
             ("280099000000000000", Scenario::Normal),
@@ -593,7 +599,10 @@ mod tests {
             min_ms: 100,
             max_ms: 200,
         };
-        assert_eq!(sample_latency(uniform, 0.5, 0.0), Duration::from_millis(150));
+        assert_eq!(
+            sample_latency(uniform, 0.5, 0.0),
+            Duration::from_millis(150)
+        );
         let lognormal = Latency::Lognormal {
             median_ms: 100,
             p99_ms: 1000,

@@ -106,19 +106,35 @@ fn rows<'t>(trades: &[&'t Trade], day: BeijingDay, fee_rate_bps: u32) -> Vec<Row
             remark,
         };
         if let Some(paid) = trade.paid_ms.filter(|&t| on_day(t)) {
-            out.push(row(paid, Kind::Payment, &trade.partner_trans_id, pay.amount, ""));
+            out.push(row(
+                paid,
+                Kind::Payment,
+                &trade.partner_trans_id,
+                pay.amount,
+                "",
+            ));
         }
         for r in &trade.refunds {
             if let Some(done) = r.completed_ms.filter(|&t| on_day(t)) {
                 let remark = r.reason.as_deref().unwrap_or("");
-                out.push(row(done, Kind::Refund, &r.partner_refund_id, r.amount, remark));
+                out.push(row(
+                    done,
+                    Kind::Refund,
+                    &r.partner_refund_id,
+                    r.amount,
+                    remark,
+                ));
             }
         }
         if let Some(c) = trade.cancel.filter(|c| on_day(c.at_ms)) {
             let id = &trade.partner_trans_id;
             match (c.effect, c.refunded) {
-                (CancelEffect::Refunded, Some(a)) => out.push(row(c.at_ms, Kind::Reversal, id, a, "")),
-                (CancelEffect::Closed, _) => out.push(row(c.at_ms, Kind::Cancel, id, pay.amount, "")),
+                (CancelEffect::Refunded, Some(a)) => {
+                    out.push(row(c.at_ms, Kind::Reversal, id, a, ""))
+                }
+                (CancelEffect::Closed, _) => {
+                    out.push(row(c.at_ms, Kind::Cancel, id, pay.amount, ""))
+                }
                 _ => {}
             }
         }
@@ -149,15 +165,27 @@ fn pricing(trade: &Trade, amount: Amount) -> String {
 fn merchant(trade: &Trade) -> (String, String) {
     let info = trade.pay.as_ref().and_then(|p| p.extend_info.as_ref());
     info.map_or((String::new(), String::new()), |i| {
-        (clean(&i.secondary_merchant_industry), clean(&i.secondary_merchant_name))
+        (
+            clean(&i.secondary_merchant_industry),
+            clean(&i.secondary_merchant_name),
+        )
     })
 }
 
 /// The transaction file of `partner` for `day`: header, columns, rows.
-pub fn transactions_file(partner: &str, day: BeijingDay, fee_rate_bps: u32, trades: &[&Trade]) -> String {
+pub fn transactions_file(
+    partner: &str,
+    day: BeijingDay,
+    fee_rate_bps: u32,
+    trades: &[&Trade],
+) -> String {
     let rows = rows(trades, day, fee_rate_bps);
     let mut out = String::with_capacity(256 + rows.len() * 200);
-    let _ = writeln!(out, "Partner:{partner}|Payment_time:{day}|Total_count:{}", rows.len());
+    let _ = writeln!(
+        out,
+        "Partner:{partner}|Payment_time:{day}|Total_count:{}",
+        rows.len()
+    );
     out.push_str(TRANSACTION_COLUMNS);
     out.push('\n');
     for r in &rows {
@@ -180,13 +208,22 @@ pub fn transactions_file(partner: &str, day: BeijingDay, fee_rate_bps: u32, trad
 }
 
 /// The settlement file of `partner` for `day`: header, columns, rows.
-pub fn settlement_file(partner: &str, day: BeijingDay, fee_rate_bps: u32, trades: &[&Trade]) -> String {
+pub fn settlement_file(
+    partner: &str,
+    day: BeijingDay,
+    fee_rate_bps: u32,
+    trades: &[&Trade],
+) -> String {
     let rows: Vec<Row<'_>> = rows(trades, day, fee_rate_bps)
         .into_iter()
         .filter(|r| r.kind != Kind::Cancel)
         .collect();
     let mut out = String::with_capacity(256 + rows.len() * 220);
-    let _ = writeln!(out, "Partner:{partner}|Settlement_date:{day}|Total_count:{}", rows.len());
+    let _ = writeln!(
+        out,
+        "Partner:{partner}|Settlement_date:{day}|Total_count:{}",
+        rows.len()
+    );
     out.push_str(SETTLEMENT_COLUMNS);
     out.push('\n');
     for r in &rows {

@@ -148,7 +148,11 @@ pub fn process(shared: &Shared, query: &[u8], body: &[u8]) -> Planned {
         return reject(shared, GatewayErrorCode::IllegalService, Some(account));
     };
     if !account.services.contains(&service) {
-        return reject(shared, GatewayErrorCode::IllegalPartnerExterface, Some(account));
+        return reject(
+            shared,
+            GatewayErrorCode::IllegalPartnerExterface,
+            Some(account),
+        );
     }
     let request = match Request::from_form(&form) {
         Ok(r) => r,
@@ -225,16 +229,15 @@ fn apply(
             };
             ledger.pay(&input, now_ms).map_or(Answer::Full, Answer::Pay)
         }
-        Request::Query(q) => Answer::Query(ledger.query(
-            q.partner,
-            q.partner_trans_id,
-            q.alipay_trans_id,
-            now_ms,
-        )),
+        Request::Query(q) => {
+            Answer::Query(ledger.query(q.partner, q.partner_trans_id, q.alipay_trans_id, now_ms))
+        }
         Request::Cancel(c) => ledger
             .cancel(c.partner, c.out_trade_no, c.trade_no, now_ms)
             .map_or(Answer::Full, Answer::Cancel),
-        Request::Refund(r) => ledger.refund(r, now_ms).map_or(Answer::Full, Answer::Refund),
+        Request::Refund(r) => ledger
+            .refund(r, now_ms)
+            .map_or(Answer::Full, Answer::Refund),
     };
     if decision.fault.is_none() {
         core.counters.request(service, answer.outcome());
@@ -263,7 +266,12 @@ fn apply(
     }
 }
 
-fn write_answer(shared: &Shared, account: &Account, echo: &[(&str, &str)], answer: &Answer) -> Vec<u8> {
+fn write_answer(
+    shared: &Shared,
+    account: &Account,
+    echo: &[(&str, &str)],
+    answer: &Answer,
+) -> Vec<u8> {
     fn write<'r, R: BusinessResponse<'r>>(
         encoding: Charset,
         echo: &[(&str, &str)],

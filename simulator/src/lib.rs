@@ -211,7 +211,11 @@ impl Simulator {
             tcp: https,
             tls: Some(server_tls),
         };
-        tasks.push(tokio::spawn(server::serve(https, Arc::clone(&shared), stop.clone())));
+        tasks.push(tokio::spawn(server::serve(
+            https,
+            Arc::clone(&shared),
+            stop.clone(),
+        )));
         if let Some(tcp) = http {
             let http = Listener { tcp, tls: None };
             tasks.push(tokio::spawn(server::serve(http, Arc::clone(&shared), stop)));
@@ -233,7 +237,8 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener> {
 }
 
 fn local_addr(l: &TcpListener, addr: SocketAddr) -> Result<SocketAddr> {
-    l.local_addr().map_err(|source| SimError::Bind { addr, source })
+    l.local_addr()
+        .map_err(|source| SimError::Bind { addr, source })
 }
 
 fn write_cert(path: &std::path::Path, pem: &str) -> Result<()> {

@@ -149,7 +149,9 @@ fn parse_latency(text: &str) -> Result<Latency, String> {
             median_ms: n(1)?,
             p99_ms: n(2)?,
         }),
-        _ => Err(format!("{text}: expected none, fixed, uniform or lognormal")),
+        _ => Err(format!(
+            "{text}: expected none, fixed, uniform or lognormal"
+        )),
     }
 }
 
@@ -157,7 +159,10 @@ impl Cli {
     fn apply_dials(&self, d: &mut Dials) {
         let rates = [
             (self.unknown_then_paid_rate, &mut d.unknown_then_paid_rate),
-            (self.unknown_then_closed_rate, &mut d.unknown_then_closed_rate),
+            (
+                self.unknown_then_closed_rate,
+                &mut d.unknown_then_closed_rate,
+            ),
             (self.fail_rate, &mut d.fail_rate),
             (self.system_error_rate, &mut d.system_error_rate),
             (self.hang_rate, &mut d.hang_rate),
@@ -199,8 +204,11 @@ impl Cli {
             o.tls = TlsSource::Pem(PemPair::new(read(cert)?, read(key)?));
         }
         if let Some(text) = &self.clock_start {
-            let t = alipay::BeijingTime::parse_dashed(text)
-                .ok_or_else(|| Fail(format!("--clock-start {text}: expected yyyy-MM-dd HH:mm:ss")))?;
+            let t = alipay::BeijingTime::parse_dashed(text).ok_or_else(|| {
+                Fail(format!(
+                    "--clock-start {text}: expected yyyy-MM-dd HH:mm:ss"
+                ))
+            })?;
             o.clock_start = Some(t);
         }
         if let Some(ca) = &self.notify_ca {

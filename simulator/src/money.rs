@@ -102,7 +102,14 @@ mod tests {
             assert_eq!(r.scaled(), scaled);
             assert_eq!(r.to_string(), text);
         }
-        for bad in ["7.1065", "7", ".10650000", "-1.00000000", "0.00000000", "1.0000000x"] {
+        for bad in [
+            "7.1065",
+            "7",
+            ".10650000",
+            "-1.00000000",
+            "0.00000000",
+            "1.0000000x",
+        ] {
             assert_eq!(Rate::parse(bad), None, "{bad}");
         }
     }
@@ -115,7 +122,10 @@ mod tests {
         assert_eq!(convert(usd, rate, Currency::CNY).unwrap().minor(), 8_769);
         let jpy = Amount::from_minor(1_000, Currency::JPY);
         let rate = Rate::parse("0.04750000").unwrap();
-        assert_eq!(convert(jpy, rate, Currency::CNY).unwrap().to_string(), "47.50");
+        assert_eq!(
+            convert(jpy, rate, Currency::CNY).unwrap().to_string(),
+            "47.50"
+        );
         // half up: 0.05 * 0.10000000 = 0.005 -> 0.01
         let tiny = Amount::from_minor(5, Currency::USD);
         let rate = Rate::parse("0.10000000").unwrap();
@@ -124,7 +134,12 @@ mod tests {
 
     #[test]
     fn fees_round_half_up() {
-        let cases = [(10_000, 180, 180), (25, 180, 0), (28, 180, 1), (1, 10_000, 1)];
+        let cases = [
+            (10_000, 180, 180),
+            (25, 180, 0),
+            (28, 180, 1),
+            (1, 10_000, 1),
+        ];
         for (minor, bps, want) in cases {
             let got = fee(Amount::from_minor(minor, Currency::USD), bps);
             assert_eq!(got.minor(), want, "{minor} at {bps}");

@@ -119,7 +119,11 @@ async fn deliver(shared: &Shared, tls: Option<Arc<rustls::ClientConfig>>, task: 
 }
 
 /// One POST: `(acked, what happened)`.
-async fn attempt(shared: &Shared, tls: Option<Arc<rustls::ClientConfig>>, job: &NotifyJob) -> (bool, String) {
+async fn attempt(
+    shared: &Shared,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    job: &NotifyJob,
+) -> (bool, String) {
     let Some(url) = Url::parse(&job.url) else {
         return (false, "not an http(s) URL".to_owned());
     };
@@ -136,9 +140,15 @@ async fn attempt(shared: &Shared, tls: Option<Arc<rustls::ClientConfig>>, job: &
     };
     let path = url.path_and_query.clone();
     let client = HttpClient::with_tls(url, tls).with_timeout(NOTIFY_TIMEOUT);
-    let ct = format!("{}; charset={}", crate::client::FORM_CONTENT_TYPE, encoding.label());
+    let ct = format!(
+        "{}; charset={}",
+        crate::client::FORM_CONTENT_TYPE,
+        encoding.label()
+    );
     match client.request(Method::POST, &path, Some(&ct), body).await {
-        Ok(r) if r.status == 200 && r.body.as_ref() == alipay::NOTIFY_ACK => (true, "acked".to_owned()),
+        Ok(r) if r.status == 200 && r.body.as_ref() == alipay::NOTIFY_ACK => {
+            (true, "acked".to_owned())
+        }
         Ok(r) if r.status == 200 => {
             let text: String = String::from_utf8_lossy(&r.body)
                 .chars()

@@ -86,7 +86,9 @@ impl Body for SlowBody {
         let next = tokio::time::Instant::now() + self.interval;
         self.sleep.as_mut().reset(next);
         let chunk = self.chunks.pop_front().unwrap_or_default();
-        self.remaining = self.remaining.saturating_sub(u64::try_from(chunk.len()).unwrap_or(0));
+        self.remaining = self
+            .remaining
+            .saturating_sub(u64::try_from(chunk.len()).unwrap_or(0));
         Poll::Ready(Some(Ok(Frame::data(chunk))))
     }
 
@@ -123,7 +125,11 @@ pub fn full(bytes: impl Into<Bytes>) -> RespBody {
 }
 
 /// A response with a status, a content type and a body.
-pub fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<RespBody> {
+pub fn respond(
+    status: StatusCode,
+    content_type: &str,
+    body: impl Into<Bytes>,
+) -> Response<RespBody> {
     let mut r = Response::new(full(body));
     *r.status_mut() = status;
     if let Ok(v) = HeaderValue::from_str(content_type) {
@@ -171,7 +177,10 @@ async fn handle(
 }
 
 fn xml_response(shared: &Shared, xml: Vec<u8>) -> Response<RespBody> {
-    let ct = format!("text/xml; charset={}", shared.config.response_encoding.label());
+    let ct = format!(
+        "text/xml; charset={}",
+        shared.config.response_encoding.label()
+    );
     respond(StatusCode::OK, &ct, xml)
 }
 
@@ -212,13 +221,23 @@ async fn handle_gateway(
                 Err(_) => return respond(StatusCode::BAD_REQUEST, "text/plain", "bad body\n"),
             }
         }
-        _ => return respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET or POST\n"),
+        _ => {
+            return respond(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "GET or POST\n",
+            )
+        }
     };
     let worker = Arc::clone(&shared);
     let planned =
         tokio::task::spawn_blocking(move || gateway::process(&worker, &query, &body)).await;
     let Ok(planned) = planned else {
-        return respond(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "internal error\n");
+        return respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            "internal error\n",
+        );
     };
     if !planned.latency.is_zero() {
         tokio::time::sleep(planned.latency).await;
@@ -228,7 +247,8 @@ async fn handle_gateway(
         Reply::Http502 => respond(StatusCode::BAD_GATEWAY, "text/html", HTML_502),
         Reply::Throttled { retry_after_s } => {
             let mut r = respond(StatusCode::TOO_MANY_REQUESTS, "text/html", HTML_429);
-            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(retry_after_s));
+            r.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(retry_after_s));
             r
         }
         Reply::Hang { ms } => {
@@ -259,7 +279,9 @@ pub struct Listener {
 
 /// Accepts connections until `shutdown` turns true, then waits (bounded) for them to finish.
 pub async fn serve(listener: Listener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
-    let permits = Arc::new(Semaphore::new(usize::try_from(CONNECTIONS_MAX).unwrap_or(1024)));
+    let permits = Arc::new(Semaphore::new(
+        usize::try_from(CONNECTIONS_MAX).unwrap_or(1024),
+    ));
     let acceptor = listener.tls.map(TlsAcceptor::from);
     loop {
         let permit = tokio::select! {

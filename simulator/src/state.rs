@@ -41,8 +41,8 @@ impl Bucket {
     /// The burst is one second's worth.
     pub fn take(&mut self, rps: u32, now: Instant) -> bool {
         let capacity = u64::from(rps) * 1000;
-        let elapsed_ms = u64::try_from(now.saturating_duration_since(self.last).as_millis())
-            .unwrap_or(u64::MAX);
+        let elapsed_ms =
+            u64::try_from(now.saturating_duration_since(self.last).as_millis()).unwrap_or(u64::MAX);
         self.tokens_milli = self
             .tokens_milli
             .saturating_add(elapsed_ms.saturating_mul(u64::from(rps)))

@@ -37,7 +37,12 @@ fn answer(code: ResultCode, out_trade_no: &str, trade_no: Option<&str>) -> Cance
     }
 }
 
-fn failure(mut r: CancelResponse<'static>, retry: bool, code: &'static str, des: &'static str) -> CancelResponse<'static> {
+fn failure(
+    mut r: CancelResponse<'static>,
+    retry: bool,
+    code: &'static str,
+    des: &'static str,
+) -> CancelResponse<'static> {
     r.result_code = ResultCode::Fail;
     r.retry_flag = Some(retry);
     r.detail_error_code = Some(Cow::Borrowed(code));
@@ -76,7 +81,11 @@ impl Ledger {
         let Some(trade) = self.trades.get_mut(&key) else {
             return Err(Capacity);
         };
-        let mut r = answer(ResultCode::Success, &trade.partner_trans_id, Some(&trade.alipay_trans_id));
+        let mut r = answer(
+            ResultCode::Success,
+            &trade.partner_trans_id,
+            Some(&trade.alipay_trans_id),
+        );
         if let Some(done) = trade.cancel {
             r.retry_flag = Some(false);
             r.action = Some(done.action);
@@ -93,7 +102,12 @@ impl Ledger {
             });
         }
         if !in_cancel_window(trade.created_ms, now_ms, grace_ms) {
-            return Ok(failure(r, false, CANCEL_EXPIRED, "cancel window expired, refund instead"));
+            return Ok(failure(
+                r,
+                false,
+                CANCEL_EXPIRED,
+                "cancel window expired, refund instead",
+            ));
         }
         let action = self.apply_cancel(&key, now_ms);
         r.retry_flag = Some(false);
@@ -107,10 +121,17 @@ impl Ledger {
             return CancelAction::Close;
         };
         let record = if trade.status == TradeStatus::TradeSuccess {
-            let paid = trade.paid_amount().unwrap_or(Amount::zero(alipay::Currency::CNY));
+            let paid = trade
+                .paid_amount()
+                .unwrap_or(Amount::zero(alipay::Currency::CNY));
             let rest = paid
                 .checked_sub(trade.refunded_total())
-                .unwrap_or_else(|e| panic!("trade {} refunds exceed payment: {e}", trade.alipay_trans_id));
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "trade {} refunds exceed payment: {e}",
+                        trade.alipay_trans_id
+                    )
+                });
             trade.status = TradeStatus::TradeClosed;
             trade.closed_ms = Some(now_ms);
             trade.close_reason = Some(CloseReason::CancelRefunded);
@@ -145,7 +166,12 @@ impl Ledger {
 
     /// Cancel of a partner_trans_id Alipay never saw: record it closed, so a late pay with that
     /// id gets `TRADE_HAS_CLOSE`.
-    fn close_unborn(&mut self, partner: &str, partner_trans_id: &str, now_ms: i64) -> Result<CancelResponse<'static>, Capacity> {
+    fn close_unborn(
+        &mut self,
+        partner: &str,
+        partner_trans_id: &str,
+        now_ms: i64,
+    ) -> Result<CancelResponse<'static>, Capacity> {
         if !self.has_room(0) {
             return Err(Capacity);
         }
@@ -162,7 +188,11 @@ impl Ledger {
             effect: CancelEffect::Closed,
             refunded: None,
         });
-        let mut r = answer(ResultCode::Success, partner_trans_id, Some(&trade.alipay_trans_id));
+        let mut r = answer(
+            ResultCode::Success,
+            partner_trans_id,
+            Some(&trade.alipay_trans_id),
+        );
         r.retry_flag = Some(false);
         r.action = Some(CancelAction::Close);
         Ok(r)

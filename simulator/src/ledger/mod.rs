@@ -19,7 +19,9 @@ mod tests;
 use std::collections::HashMap;
 
 use alipay::notify::RefundNotice;
-use alipay::{Amount, CancelAction, Currency, ExtendInfo, ResultCode, TradeStatus, TradeStatusSync};
+use alipay::{
+    Amount, CancelAction, Currency, ExtendInfo, ResultCode, TradeStatus, TradeStatusSync,
+};
 
 use crate::clock::beijing;
 use crate::config::Rules;
@@ -220,7 +222,10 @@ impl Trade {
 
     /// Everything refunded or being refunded: refunds (done or pending) and a cancel's refund.
     pub fn refunded_total(&self) -> Amount {
-        let currency = self.pay.as_ref().map_or(Currency::CNY, |p| p.amount.currency());
+        let currency = self
+            .pay
+            .as_ref()
+            .map_or(Currency::CNY, |p| p.amount.currency());
         let mut total = Amount::zero(currency);
         let amounts = self.refunds.iter().map(|r| r.amount);
         for a in amounts.chain(self.cancel.and_then(|c| c.refunded)) {
@@ -234,7 +239,10 @@ impl Trade {
 
     /// Refunds that took effect, excluding pending ones.
     fn refunded_done(&self) -> Amount {
-        let currency = self.pay.as_ref().map_or(Currency::CNY, |p| p.amount.currency());
+        let currency = self
+            .pay
+            .as_ref()
+            .map_or(Currency::CNY, |p| p.amount.currency());
         let done = self.refunds.iter().filter(|r| r.completed_ms.is_some());
         let cancel = self.cancel.and_then(|c| c.refunded);
         done.map(|r| r.amount)
@@ -330,7 +338,12 @@ impl Ledger {
     }
 
     /// Looks a trade up by Alipay's number (must belong to `partner`) or else by the merchant's.
-    fn find_key(&self, partner: &str, alipay_id: Option<&str>, trans_id: Option<&str>) -> Option<TradeKey> {
+    fn find_key(
+        &self,
+        partner: &str,
+        alipay_id: Option<&str>,
+        trans_id: Option<&str>,
+    ) -> Option<TradeKey> {
         let key = match alipay_id {
             Some(id) => self.by_alipay_id.get(id)?.clone(),
             None => (partner.to_owned(), trans_id?.to_owned()),
@@ -426,7 +439,12 @@ impl Ledger {
 
     /// Adds a notification about the trade's current state (and `refund`, if about one) and
     /// schedules its first attempt now. Without a URL nothing is sent.
-    fn notify(&mut self, key: &TradeKey, refund: Option<(RefundNotice, Option<String>)>, now_ms: i64) {
+    fn notify(
+        &mut self,
+        key: &TradeKey,
+        refund: Option<(RefundNotice, Option<String>)>,
+        now_ms: i64,
+    ) {
         let Some(trade) = self.trades.get_mut(key) else {
             return;
         };
@@ -448,7 +466,13 @@ impl Ledger {
             gmt_payment: trade.paid_ms.map(beijing),
             refund: refund.map(|(notice, _)| notice),
         };
-        let due = self.schedule.push(now_ms, Event::Notify { key: key.clone(), index });
+        let due = self.schedule.push(
+            now_ms,
+            Event::Notify {
+                key: key.clone(),
+                index,
+            },
+        );
         let mut n = Notification {
             message,
             url,
@@ -483,7 +507,14 @@ impl Ledger {
     }
 
     /// Records a delivery attempt and schedules the next one on the ladder unless acked.
-    pub fn record_attempt(&mut self, key: &TradeKey, index: usize, acked: bool, result: String, now_ms: i64) {
+    pub fn record_attempt(
+        &mut self,
+        key: &TradeKey,
+        index: usize,
+        acked: bool,
+        result: String,
+        now_ms: i64,
+    ) {
         let Some(n) = self
             .trades
             .get_mut(key)
@@ -505,7 +536,13 @@ impl Ledger {
         let due = now_ms + wait;
         if self
             .schedule
-            .push(due, Event::Notify { key: key.clone(), index })
+            .push(
+                due,
+                Event::Notify {
+                    key: key.clone(),
+                    index,
+                },
+            )
             .is_ok()
         {
             n.next_due_ms = Some(due);

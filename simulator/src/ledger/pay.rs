@@ -43,7 +43,11 @@ fn owned(s: &str) -> Option<Cow<'static, str>> {
 
 impl Ledger {
     /// Handles a pay at `now_ms`.
-    pub fn pay(&mut self, input: &PayInput<'_, '_>, now_ms: i64) -> Result<PayResponse<'static>, Capacity> {
+    pub fn pay(
+        &mut self,
+        input: &PayInput<'_, '_>,
+        now_ms: i64,
+    ) -> Result<PayResponse<'static>, Capacity> {
         let req = input.request;
         let key = (req.partner.to_owned(), req.partner_trans_id.to_owned());
         if let Some(trade) = self.trades.get(&key) {
@@ -114,7 +118,13 @@ impl Ledger {
             }
             PayOutcome::UnknownThenPaid | PayOutcome::UnknownThenClosed => {
                 let paid = plan.outcome == PayOutcome::UnknownThenPaid;
-                events.push((resolve_ms, Event::Resolve { key: key.clone(), paid }));
+                events.push((
+                    resolve_ms,
+                    Event::Resolve {
+                        key: key.clone(),
+                        paid,
+                    },
+                ));
                 events.push((timeout_ms, Event::Timeout { key: key.clone() }));
             }
             PayOutcome::UnknownNeverActs => {
@@ -124,7 +134,10 @@ impl Ledger {
         for (due, event) in events {
             // Room was checked before the trade was inserted.
             let pushed = self.schedule.push(due, event);
-            assert!(pushed.is_ok(), "the schedule filled up between check and push");
+            assert!(
+                pushed.is_ok(),
+                "the schedule filled up between check and push"
+            );
         }
     }
 
@@ -207,7 +220,11 @@ pub fn cny(amount: alipay::Amount, rate: Rate) -> Option<Cow<'static, str>> {
 }
 
 /// The pay answer for `trade` with the given result: every §5.1 field when paid.
-pub fn pay_response(trade: &Trade, code: ResultCode, error: Option<&'static str>) -> PayResponse<'static> {
+pub fn pay_response(
+    trade: &Trade,
+    code: ResultCode,
+    error: Option<&'static str>,
+) -> PayResponse<'static> {
     let mut r = PayResponse::bare(code, error);
     r.partner_trans_id = owned(&trade.partner_trans_id);
     r.alipay_trans_id = owned(&trade.alipay_trans_id);

@@ -36,7 +36,10 @@ fn fail(req: &RefundRequest<'_>, code: &'static str) -> RefundResponse<'static> 
 
 /// The SUCCESS (or UNKNOWN) answer for `refund` of `trade`.
 fn refunded(trade: &Trade, refund: &Refund, code: ResultCode) -> RefundResponse<'static> {
-    let mut r = RefundResponse::bare(code, (code == ResultCode::Unknown).then_some("SYSTEM_ERROR"));
+    let mut r = RefundResponse::bare(
+        code,
+        (code == ResultCode::Unknown).then_some("SYSTEM_ERROR"),
+    );
     r.partner_trans_id = owned(&trade.partner_trans_id);
     r.partner_refund_id = owned(&refund.partner_refund_id);
     r.alipay_trans_id = owned(&trade.alipay_trans_id);
@@ -51,14 +54,21 @@ fn refunded(trade: &Trade, refund: &Refund, code: ResultCode) -> RefundResponse<
 
 impl Ledger {
     /// Handles a refund at `now_ms`.
-    pub fn refund(&mut self, req: &RefundRequest<'_>, now_ms: i64) -> Result<RefundResponse<'static>, Capacity> {
+    pub fn refund(
+        &mut self,
+        req: &RefundRequest<'_>,
+        now_ms: i64,
+    ) -> Result<RefundResponse<'static>, Capacity> {
         let Some(key) = self.find_key(req.partner, None, Some(req.partner_trans_id)) else {
             return Ok(fail(req, "TRADE_NOT_EXIST"));
         };
         let Some(trade) = self.trades.get(&key) else {
             return Ok(fail(req, "TRADE_NOT_EXIST"));
         };
-        if req.alipay_trans_id.is_some_and(|id| id != trade.alipay_trans_id) {
+        if req
+            .alipay_trans_id
+            .is_some_and(|id| id != trade.alipay_trans_id)
+        {
             return Ok(fail(req, "TRADE_NOT_EXIST"));
         }
         let id_key = (req.partner.to_owned(), req.partner_refund_id.to_owned());
@@ -96,7 +106,12 @@ impl Ledger {
         Ok(self.apply_refund(&key, req, now_ms))
     }
 
-    fn apply_refund(&mut self, key: &TradeKey, req: &RefundRequest<'_>, now_ms: i64) -> RefundResponse<'static> {
+    fn apply_refund(
+        &mut self,
+        key: &TradeKey,
+        req: &RefundRequest<'_>,
+        now_ms: i64,
+    ) -> RefundResponse<'static> {
         let refund = Refund {
             partner_refund_id: req.partner_refund_id.to_owned(),
             amount: req.refund_amount,
@@ -113,7 +128,10 @@ impl Ledger {
             };
             let due = now_ms + self.rules.async_refund_delay_ms;
             let pushed = self.schedule.push(due, event);
-            assert!(pushed.is_ok(), "the schedule filled up between check and push");
+            assert!(
+                pushed.is_ok(),
+                "the schedule filled up between check and push"
+            );
         }
         self.refund_ids.insert(
             (req.partner.to_owned(), req.partner_refund_id.to_owned()),

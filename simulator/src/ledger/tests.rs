@@ -53,7 +53,13 @@ fn req<'a>(id: &'a str, minor: u64, notify: Option<&'a str>) -> PayRequest<'a> {
     }
 }
 
-fn pay(l: &mut Ledger, r: &PayRequest<'_>, outcome: PayOutcome, fp: u64, now: i64) -> alipay::PayResponse<'static> {
+fn pay(
+    l: &mut Ledger,
+    r: &PayRequest<'_>,
+    outcome: PayOutcome,
+    fp: u64,
+    now: i64,
+) -> alipay::PayResponse<'static> {
     let plan = PayPlan {
         outcome,
         ..PayPlan::PAID
@@ -96,8 +102,15 @@ fn a_successful_pay_answers_every_field_and_query_agrees() {
     assert_eq!(id, "2026010100000000000000000001");
     let login = r.alipay_buyer_login_id.clone().unwrap();
     assert!(login.len() == 11 && &login[3..7] == "****", "{login}");
-    assert!(r.alipay_buyer_user_id.as_deref().unwrap().starts_with("2088"));
-    assert_eq!(r.alipay_pay_time.unwrap().compact().to_string(), "20260101235000");
+    assert!(r
+        .alipay_buyer_user_id
+        .as_deref()
+        .unwrap()
+        .starts_with("2088"));
+    assert_eq!(
+        r.alipay_pay_time.unwrap().compact().to_string(),
+        "20260101235000"
+    );
     assert_eq!(r.exchange_rate.as_deref(), Some("7.10650000"));
     assert_eq!(r.trans_amount_cny.as_deref(), Some("87.69"));
     let q = l.query(P, Some("T1"), None, T0 + 1);
@@ -109,14 +122,26 @@ fn a_successful_pay_answers_every_field_and_query_agrees() {
     assert_eq!(q.result_code, ResultCode::Success);
     let q = l.query("2088000000000000", None, Some(&id), T0);
     assert_eq!(err(&q.error), "TRADE_NOT_EXIST");
-    assert_eq!(err(&l.query(P, Some("T9"), None, T0).error), "TRADE_NOT_EXIST");
+    assert_eq!(
+        err(&l.query(P, Some("T9"), None, T0).error),
+        "TRADE_NOT_EXIST"
+    );
 }
 
 #[test]
 fn a_failed_pay_leaves_a_closed_trade() {
     let mut l = Ledger::new(rules());
-    let r = pay(&mut l, &req("T1", 100, None), PayOutcome::Fail("PAYMENT_FAIL"), 1, T0);
-    assert_eq!((r.result_code, err(&r.error)), (ResultCode::Fail, "PAYMENT_FAIL"));
+    let r = pay(
+        &mut l,
+        &req("T1", 100, None),
+        PayOutcome::Fail("PAYMENT_FAIL"),
+        1,
+        T0,
+    );
+    assert_eq!(
+        (r.result_code, err(&r.error)),
+        (ResultCode::Fail, "PAYMENT_FAIL")
+    );
     assert_eq!(status(&l, "T1", T0), Some(TradeStatus::TradeClosed));
     let again = pay(&mut l, &req("T1", 100, None), PayOutcome::Paid, 1, T0);
     assert_eq!(err(&again.error), "TRADE_HAS_CLOSE");
@@ -125,34 +150,73 @@ fn a_failed_pay_leaves_a_closed_trade() {
 #[test]
 fn unknown_then_paid_resolves_after_the_delay_and_notifies() {
     let mut l = Ledger::new(rules());
-    let r = pay(&mut l, &req("T1", 100, Some("http://127.0.0.1:1/n")), PayOutcome::UnknownThenPaid, 1, T0);
+    let r = pay(
+        &mut l,
+        &req("T1", 100, Some("http://127.0.0.1:1/n")),
+        PayOutcome::UnknownThenPaid,
+        1,
+        T0,
+    );
     assert_eq!(r.result_code, ResultCode::Unknown);
     assert!(l.fire_due(T0 + 9_999).is_empty());
-    assert_eq!(status(&l, "T1", T0 + 9_999), Some(TradeStatus::WaitBuyerPay));
+    assert_eq!(
+        status(&l, "T1", T0 + 9_999),
+        Some(TradeStatus::WaitBuyerPay)
+    );
     let jobs = l.fire_due(T0 + 10_000);
-    assert_eq!(status(&l, "T1", T0 + 10_000), Some(TradeStatus::TradeSuccess));
+    assert_eq!(
+        status(&l, "T1", T0 + 10_000),
+        Some(TradeStatus::TradeSuccess)
+    );
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].message.trade_status, TradeStatus::TradeSuccess);
     assert_eq!(jobs[0].url, "http://127.0.0.1:1/n");
     // The timeout that follows finds the trade paid and does nothing.
     assert!(l.fire_due(T0 + 3 * MIN).is_empty());
-    assert_eq!(status(&l, "T1", T0 + 3 * MIN), Some(TradeStatus::TradeSuccess));
+    assert_eq!(
+        status(&l, "T1", T0 + 3 * MIN),
+        Some(TradeStatus::TradeSuccess)
+    );
 }
 
 #[test]
 fn unknown_then_closed_and_auto_close_at_the_timeout() {
     let mut l = Ledger::new(rules());
-    pay(&mut l, &req("T1", 100, None), PayOutcome::UnknownThenClosed, 1, T0);
-    pay(&mut l, &req("T2", 100, Some("http://h/")), PayOutcome::UnknownNeverActs, 2, T0);
+    pay(
+        &mut l,
+        &req("T1", 100, None),
+        PayOutcome::UnknownThenClosed,
+        1,
+        T0,
+    );
+    pay(
+        &mut l,
+        &req("T2", 100, Some("http://h/")),
+        PayOutcome::UnknownNeverActs,
+        2,
+        T0,
+    );
     l.fire_due(T0 + 10_000);
-    assert_eq!(status(&l, "T1", T0 + 10_000), Some(TradeStatus::TradeClosed));
-    assert_eq!(status(&l, "T2", T0 + 10_000), Some(TradeStatus::WaitBuyerPay));
+    assert_eq!(
+        status(&l, "T1", T0 + 10_000),
+        Some(TradeStatus::TradeClosed)
+    );
+    assert_eq!(
+        status(&l, "T2", T0 + 10_000),
+        Some(TradeStatus::WaitBuyerPay)
+    );
     assert!(l.fire_due(T0 + 3 * MIN - 1).is_empty());
     let jobs = l.fire_due(T0 + 3 * MIN);
-    assert_eq!(status(&l, "T2", T0 + 3 * MIN), Some(TradeStatus::TradeClosed));
+    assert_eq!(
+        status(&l, "T2", T0 + 3 * MIN),
+        Some(TradeStatus::TradeClosed)
+    );
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].message.trade_status, TradeStatus::TradeClosed);
-    assert_eq!(l.trade(P, "T2").unwrap().close_reason, Some(CloseReason::Timeout));
+    assert_eq!(
+        l.trade(P, "T2").unwrap().close_reason,
+        Some(CloseReason::Timeout)
+    );
     assert_eq!(l.scheduled(), 0);
 }
 
@@ -160,11 +224,20 @@ fn unknown_then_closed_and_auto_close_at_the_timeout() {
 fn resubmissions_by_policy() {
     let mut l = Ledger::new(rules());
     pay(&mut l, &req("T1", 100, None), PayOutcome::Paid, 1, T0);
-    pay(&mut l, &req("T2", 100, None), PayOutcome::UnknownNeverActs, 2, T0);
+    pay(
+        &mut l,
+        &req("T2", 100, None),
+        PayOutcome::UnknownNeverActs,
+        2,
+        T0,
+    );
     let diff = pay(&mut l, &req("T1", 200, None), PayOutcome::Paid, 99, T0);
     assert_eq!(err(&diff.error), "CONTEXT_INCONSISTENT");
     let same = pay(&mut l, &req("T1", 100, None), PayOutcome::Paid, 1, T0);
-    assert_eq!((same.result_code, err(&same.error)), (ResultCode::Fail, "TRADE_HAS_SUCCESS"));
+    assert_eq!(
+        (same.result_code, err(&same.error)),
+        (ResultCode::Fail, "TRADE_HAS_SUCCESS")
+    );
     let waiting = pay(&mut l, &req("T2", 100, None), PayOutcome::Paid, 2, T0);
     assert_eq!(waiting.result_code, ResultCode::Unknown);
     let mut replay = Ledger::new(Rules {
@@ -172,7 +245,13 @@ fn resubmissions_by_policy() {
         ..rules()
     });
     let first = pay(&mut replay, &req("T1", 100, None), PayOutcome::Paid, 1, T0);
-    let again = pay(&mut replay, &req("T1", 100, None), PayOutcome::Fail("PAYMENT_FAIL"), 1, T0 + 5);
+    let again = pay(
+        &mut replay,
+        &req("T1", 100, None),
+        PayOutcome::Fail("PAYMENT_FAIL"),
+        1,
+        T0 + 5,
+    );
     assert_eq!(first, again);
     assert_eq!(replay.trades().len(), 1);
 }
@@ -204,7 +283,13 @@ fn refunds_are_limited_to_the_paid_amount_and_idempotent_by_id() {
     assert_eq!(err(&closed.error), "TRADE_HAS_CLOSE");
     let none = l.refund(&refund_req("T9", "R6", 1, true), T0).unwrap();
     assert_eq!(err(&none.error), "TRADE_NOT_EXIST");
-    pay(&mut l, &req("T2", 100, None), PayOutcome::UnknownNeverActs, 2, T0);
+    pay(
+        &mut l,
+        &req("T2", 100, None),
+        PayOutcome::UnknownNeverActs,
+        2,
+        T0,
+    );
     let unpaid = l.refund(&refund_req("T2", "R7", 1, true), T0).unwrap();
     assert_eq!(err(&unpaid.error), "TRADE_STATUS_ERROR");
 }
@@ -212,7 +297,13 @@ fn refunds_are_limited_to_the_paid_amount_and_idempotent_by_id() {
 #[test]
 fn async_refunds_reserve_the_amount_then_complete_and_notify() {
     let mut l = Ledger::new(rules());
-    pay(&mut l, &req("T1", 1_000, Some("http://h/n")), PayOutcome::Paid, 1, T0);
+    pay(
+        &mut l,
+        &req("T1", 1_000, Some("http://h/n")),
+        PayOutcome::Paid,
+        1,
+        T0,
+    );
     let accepted = l.refund(&refund_req("T1", "R1", 1_000, false), T0).unwrap();
     assert_eq!(accepted.result_code, ResultCode::Success);
     assert_eq!(status(&l, "T1", T0), Some(TradeStatus::TradeSuccess));
@@ -259,8 +350,13 @@ fn the_cancel_window_is_the_beijing_day_plus_grace() {
     assert_eq!(late.result_code, ResultCode::Fail);
     assert_eq!(late.retry_flag, Some(false));
     assert_eq!(late.detail_error_code.as_deref(), Some(CANCEL_EXPIRED));
-    assert_eq!(status(&l, "T1", T0 + 25 * MIN), Some(TradeStatus::TradeSuccess));
-    let grace = l.cancel(P, Some("T2"), None, T0 + 25 * MIN - 1_000).unwrap();
+    assert_eq!(
+        status(&l, "T1", T0 + 25 * MIN),
+        Some(TradeStatus::TradeSuccess)
+    );
+    let grace = l
+        .cancel(P, Some("T2"), None, T0 + 25 * MIN - 1_000)
+        .unwrap();
     assert_eq!(grace.action, Some(CancelAction::Refund));
 }
 
@@ -268,10 +364,19 @@ fn the_cancel_window_is_the_beijing_day_plus_grace() {
 fn cancel_closes_refunds_and_repeats() {
     let mut l = Ledger::new(rules());
     let never = l.cancel(P, Some("T0"), None, T0).unwrap();
-    assert_eq!((never.result_code, never.action), (ResultCode::Success, Some(CancelAction::Close)));
+    assert_eq!(
+        (never.result_code, never.action),
+        (ResultCode::Success, Some(CancelAction::Close))
+    );
     let late_pay = pay(&mut l, &req("T0", 100, None), PayOutcome::Paid, 1, T0);
     assert_eq!(err(&late_pay.error), "TRADE_HAS_CLOSE");
-    pay(&mut l, &req("T1", 100, None), PayOutcome::UnknownNeverActs, 2, T0);
+    pay(
+        &mut l,
+        &req("T1", 100, None),
+        PayOutcome::UnknownNeverActs,
+        2,
+        T0,
+    );
     let closed = l.cancel(P, Some("T1"), None, T0).unwrap();
     assert_eq!(closed.action, Some(CancelAction::Close));
     assert_eq!(status(&l, "T1", T0), Some(TradeStatus::TradeClosed));
@@ -284,9 +389,17 @@ fn cancel_closes_refunds_and_repeats() {
     assert_eq!(t.cancel.unwrap().refunded.unwrap().minor(), 300);
     assert_eq!(t.refunded_total().minor(), 500);
     let repeat = l.cancel(P, Some("T2"), None, T0 + 60 * MIN).unwrap();
-    assert_eq!((repeat.result_code, repeat.action), (ResultCode::Success, Some(CancelAction::Refund)));
-    let unknown_no = l.cancel(P, None, Some("2026010199999999999999999999"), T0).unwrap();
-    assert_eq!(unknown_no.detail_error_code.as_deref(), Some("TRADE_NOT_EXIST"));
+    assert_eq!(
+        (repeat.result_code, repeat.action),
+        (ResultCode::Success, Some(CancelAction::Refund))
+    );
+    let unknown_no = l
+        .cancel(P, None, Some("2026010199999999999999999999"), T0)
+        .unwrap();
+    assert_eq!(
+        unknown_no.detail_error_code.as_deref(),
+        Some("TRADE_NOT_EXIST")
+    );
 }
 
 #[test]
@@ -306,7 +419,10 @@ fn misbehaving_cancels_fail_retryably_then_succeed() {
             let r = l.cancel(P, Some("T1"), None, T0).unwrap();
             match mode {
                 CancelFaultMode::FailRetry => {
-                    assert_eq!((r.result_code, r.retry_flag), (ResultCode::Fail, Some(true)));
+                    assert_eq!(
+                        (r.result_code, r.retry_flag),
+                        (ResultCode::Fail, Some(true))
+                    );
                     assert_eq!(r.detail_error_code.as_deref(), Some("SYSTEM_ERROR"));
                 }
                 CancelFaultMode::Unknown => assert_eq!(r.result_code, ResultCode::Unknown),
@@ -321,7 +437,13 @@ fn misbehaving_cancels_fail_retryably_then_succeed() {
 #[test]
 fn notifications_follow_the_ladder_until_acked() {
     let mut l = Ledger::new(rules());
-    pay(&mut l, &req("T1", 100, Some("http://h/n")), PayOutcome::UnknownThenPaid, 1, T0);
+    pay(
+        &mut l,
+        &req("T1", 100, Some("http://h/n")),
+        PayOutcome::UnknownThenPaid,
+        1,
+        T0,
+    );
     let job = l.fire_due(T0 + 10_000).pop().unwrap();
     let key = job.key.clone();
     let mut now = T0 + 10_000;
@@ -337,7 +459,13 @@ fn notifications_follow_the_ladder_until_acked() {
     assert!(n.acked);
     assert_eq!(n.attempts.len(), 2);
     // A receiver that never acks gets 8 attempts in all.
-    pay(&mut l, &req("T2", 100, Some("http://h/n")), PayOutcome::UnknownThenPaid, 2, now);
+    pay(
+        &mut l,
+        &req("T2", 100, Some("http://h/n")),
+        PayOutcome::UnknownThenPaid,
+        2,
+        now,
+    );
     let mut attempts = 0;
     for _ in 0..20 {
         now += 16 * 60 * MIN;
