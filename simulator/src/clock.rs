@@ -42,7 +42,7 @@ pub struct SimClock {
 impl SimClock {
     /// A clock reading `start_unix_ms` now and running `scale` times faster than real time.
     pub fn new(start_unix_ms: i64, scale: u32) -> SimClock {
-        assert!(scale >= 1 && scale <= TIME_SCALE_MAX);
+        assert!((1..=TIME_SCALE_MAX).contains(&scale));
         SimClock {
             scale,
             inner: Mutex::new(Inner {
@@ -116,7 +116,7 @@ impl SimClock {
 pub fn beijing(unix_ms: i64) -> BeijingTime {
     BeijingTime::from_unix_ms(unix_ms)
         .or_else(|| BeijingTime::from_unix_ms(0))
-        .unwrap_or_else(|| unreachable_epoch())
+        .unwrap_or_else(unreachable_epoch)
 }
 
 fn unreachable_epoch() -> BeijingTime {

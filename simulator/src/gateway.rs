@@ -20,8 +20,9 @@ use alipay::{
 };
 
 use crate::config::Account;
-use crate::dials::{decide, Draws, Scenario, TransportFault};
+use crate::dials::{decide, Draws, PayPlan, Scenario, TransportFault};
 use crate::ledger::pay::{fnv1a, PayInput};
+use crate::ledger::Ledger;
 use crate::state::Shared;
 
 /// Largest request body, bytes; a larger one is refused with `ILLEGAL_ARGUMENT` unprocessed.
@@ -173,59 +174,45 @@ pub fn process(shared: &Shared, query: &[u8], body: &[u8]) -> Planned {
     apply(shared, account, &request, fingerprint, &echo)
 }
 
-/// Decides the dials and runs the ledger under the lock, then writes the answer.
-fn apply(
-    shared: &Shared,
-    account: &Account,
+/// Real-time lengths of the faults, from the dials at decision time.
+#[derive(Debug, Clone, Copy)]
+struct FaultTimes {
+    hang_ms: u64,
+    slow_body_ms: u64,
+    retry_after_s: u32,
+}
+
+/// The reply of a fault that replaces the answer (every fault but the slow body).
+fn fault_reply(shared: &Shared, account: &Account, fault: TransportFault, t: FaultTimes) -> Reply {
+    match fault {
+        TransportFault::SystemError { .. } => Reply::Xml(rejection(
+            shared,
+            GatewayErrorCode::SystemError,
+            Some(account),
+        )),
+        TransportFault::Hang { .. } => Reply::Hang { ms: t.hang_ms },
+        TransportFault::Reset => Reply::Reset,
+        TransportFault::Http502 | TransportFault::SlowBody => Reply::Http502,
+        TransportFault::Throttle => Reply::Throttled {
+            retry_after_s: t.retry_after_s,
+        },
+    }
+}
+
+/// Runs the request against the ledger.
+fn run_ledger(
+    ledger: &mut Ledger,
     request: &Request<'_>,
     fingerprint: u64,
-    echo: &[(&str, &str)],
-) -> Planned {
-    let service = request.service().label();
-    let mut core = shared.lock();
-    if !core.admit(&account.partner, Instant::now()) {
-        core.counters.fault("throttle_rps");
-        core.counters.request(service, "throttle_rps");
-        let retry_after_s = core.dials.retry_after_s;
-        return Planned::now(Reply::Throttled { retry_after_s });
-    }
-    let draws = Draws::draw(&mut core.rng);
-    let scenario = match request {
-        Request::Pay(p) => Scenario::of_buyer_code(p.buyer_identity_code.expose()),
-        _ => Scenario::Random,
-    };
-    let decision = decide(&core.dials, scenario, &draws);
-    let (hang_ms, slow_body_ms) = (core.dials.hang_ms, core.dials.slow_body_ms);
-    let retry_after_s = core.dials.retry_after_s;
-    if let Some(fault) = decision.fault {
-        core.counters.fault(fault.label());
-        core.counters.request(service, fault.label());
-        if !fault.processed() {
-            drop(core);
-            let reply = match fault {
-                TransportFault::SystemError { .. } => Reply::Xml(rejection(
-                    shared,
-                    GatewayErrorCode::SystemError,
-                    Some(account),
-                )),
-                TransportFault::Hang { .. } => Reply::Hang { ms: hang_ms },
-                TransportFault::Throttle => Reply::Throttled { retry_after_s },
-                _ => Reply::Http502,
-            };
-            return Planned {
-                latency: decision.latency,
-                reply,
-            };
-        }
-    }
-    let now_ms = shared.clock.now_ms();
-    let ledger = &mut core.ledger;
-    let answer = match request {
+    plan: PayPlan,
+    now_ms: i64,
+) -> Answer {
+    match request {
         Request::Pay(p) => {
             let input = PayInput {
                 request: p,
                 fingerprint,
-                plan: decision.plan,
+                plan,
             };
             ledger.pay(&input, now_ms).map_or(Answer::Full, Answer::Pay)
         }
@@ -238,32 +225,67 @@ fn apply(
         Request::Refund(r) => ledger
             .refund(r, now_ms)
             .map_or(Answer::Full, Answer::Refund),
+    }
+}
+
+/// Decides the dials and runs the ledger under the lock, then writes the answer.
+fn apply(
+    shared: &Shared,
+    account: &Account,
+    request: &Request<'_>,
+    fingerprint: u64,
+    echo: &[(&str, &str)],
+) -> Planned {
+    let service = request.service().label();
+    let mut core = shared.lock();
+    let times = FaultTimes {
+        hang_ms: core.dials.hang_ms,
+        slow_body_ms: core.dials.slow_body_ms,
+        retry_after_s: core.dials.retry_after_s,
     };
+    if !core.admit(&account.partner, Instant::now()) {
+        core.counters.fault("throttle_rps");
+        core.counters.request(service, "throttle_rps");
+        let retry_after_s = times.retry_after_s;
+        return Planned::now(Reply::Throttled { retry_after_s });
+    }
+    let draws = Draws::draw(&mut core.rng);
+    let scenario = match request {
+        Request::Pay(p) => Scenario::of_buyer_code(p.buyer_identity_code.expose()),
+        _ => Scenario::Random,
+    };
+    let decision = decide(&core.dials, scenario, &draws);
+    let latency = decision.latency;
+    if let Some(fault) = decision.fault {
+        core.counters.fault(fault.label());
+        core.counters.request(service, fault.label());
+        if !fault.processed() {
+            drop(core);
+            let reply = fault_reply(shared, account, fault, times);
+            return Planned { latency, reply };
+        }
+    }
+    let now_ms = shared.clock.now_ms();
+    let answer = run_ledger(
+        &mut core.ledger,
+        request,
+        fingerprint,
+        decision.plan,
+        now_ms,
+    );
     if decision.fault.is_none() {
         core.counters.request(service, answer.outcome());
     }
     drop(core);
-    let xml = write_answer(shared, account, echo, &answer);
     let reply = match decision.fault {
-        None => Reply::Xml(xml),
-        Some(TransportFault::SystemError { .. }) => Reply::Xml(rejection(
-            shared,
-            GatewayErrorCode::SystemError,
-            Some(account),
-        )),
-        Some(TransportFault::Hang { .. }) => Reply::Hang { ms: hang_ms },
-        Some(TransportFault::Reset) => Reply::Reset,
+        None => Reply::Xml(write_answer(shared, account, echo, &answer)),
         Some(TransportFault::SlowBody) => Reply::SlowBody {
-            xml,
-            over_ms: slow_body_ms,
+            xml: write_answer(shared, account, echo, &answer),
+            over_ms: times.slow_body_ms,
         },
-        Some(TransportFault::Http502) => Reply::Http502,
-        Some(TransportFault::Throttle) => Reply::Throttled { retry_after_s },
+        Some(fault) => fault_reply(shared, account, fault, times),
     };
-    Planned {
-        latency: decision.latency,
-        reply,
-    }
+    Planned { latency, reply }
 }
 
 fn write_answer(

@@ -195,6 +195,20 @@ fn illegal_argument(shared: &Shared) -> Response<RespBody> {
     xml_response(shared, xml)
 }
 
+/// The body of a form POST; `Ok(None)` when it is too large or not a form.
+async fn form_body(req: Request<Incoming>) -> Result<Option<Vec<u8>>, hyper::Error> {
+    let form_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.to_ascii_lowercase()
+                .starts_with(crate::client::FORM_CONTENT_TYPE)
+        });
+    let body = read_body(req.into_body()).await?;
+    Ok(body.filter(|_| form_type))
+}
+
 async fn handle_gateway(
     req: Request<Incoming>,
     shared: Arc<Shared>,
@@ -206,21 +220,11 @@ async fn handle_gateway(
     }
     let body = match *req.method() {
         Method::GET => Vec::new(),
-        Method::POST => {
-            let form_type = req
-                .headers()
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| {
-                    v.to_ascii_lowercase()
-                        .starts_with(crate::client::FORM_CONTENT_TYPE)
-                });
-            match read_body(req.into_body()).await {
-                Ok(Some(body)) if form_type => body,
-                Ok(_) => return illegal_argument(&shared),
-                Err(_) => return respond(StatusCode::BAD_REQUEST, "text/plain", "bad body\n"),
-            }
-        }
+        Method::POST => match form_body(req).await {
+            Ok(Some(body)) => body,
+            Ok(None) => return illegal_argument(&shared),
+            Err(_) => return respond(StatusCode::BAD_REQUEST, "text/plain", "bad body\n"),
+        },
         _ => {
             return respond(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -304,8 +308,7 @@ pub async fn serve(listener: Listener, shared: Arc<Shared>, mut shutdown: watch:
         };
         tokio::spawn(conn.run(stream, acceptor.clone()));
     }
-    let all = u32::try_from(CONNECTIONS_MAX).unwrap_or(u32::MAX);
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE * 2, permits.acquire_many(all)).await;
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE * 2, permits.acquire_many(CONNECTIONS_MAX)).await;
 }
 
 struct Connection {

@@ -36,7 +36,11 @@ fn signed(params: &[(&str, String)], signer: &Signer) -> Vec<u8> {
     b.finish(signer).unwrap()
 }
 
-fn with(mut params: Vec<(&'static str, String)>, name: &'static str, value: &str) -> Vec<(&'static str, String)> {
+fn with(
+    mut params: Vec<(&'static str, String)>,
+    name: &'static str,
+    value: &str,
+) -> Vec<(&'static str, String)> {
     params.retain(|(n, _)| *n != name);
     params.push((name, value.to_owned()));
     params
@@ -48,7 +52,75 @@ fn without(mut params: Vec<(&'static str, String)>, name: &str) -> Vec<(&'static
 }
 
 fn replace(form: &[u8], from: &str, to: &str) -> Vec<u8> {
-    String::from_utf8(form.to_vec()).unwrap().replacen(from, to, 1).into_bytes()
+    String::from_utf8(form.to_vec())
+        .unwrap()
+        .replacen(from, to, 1)
+        .into_bytes()
+}
+
+/// (what, form, expected gateway code, signed) for each bad variant of the `good` form.
+fn cases(good: &[u8], md5: &Signer) -> Vec<(&'static str, Vec<u8>, &'static str)> {
+    let unknown_partner = pay_params("2088999999999999");
+    vec![
+        (
+            "bad signature",
+            replace(good, "Coffee", "Coffea"),
+            "ILLEGAL_SIGN",
+        ),
+        (
+            "unknown partner",
+            signed(&unknown_partner, md5),
+            "ILLEGAL_PARTNER",
+        ),
+        (
+            "no partner",
+            signed(&without(pay_params(MD5), "partner"), md5),
+            "ILLEGAL_PARTNER",
+        ),
+        (
+            "wrong sign_type",
+            replace(good, "sign_type=MD5", "sign_type=RSA2"),
+            "ILLEGAL_SIGN_TYPE",
+        ),
+        (
+            "duplicate parameter",
+            [good, b"&partner_trans_id=BAD2"].concat(),
+            "ILLEGAL_ARGUMENT",
+        ),
+        (
+            "malformed amount",
+            signed(&with(pay_params(MD5), "trans_amount", "12.3"), md5),
+            "ILLEGAL_ARGUMENT",
+        ),
+        (
+            "unknown service",
+            signed(
+                &with(pay_params(MD5), "service", "alipay.acquire.nope"),
+                md5,
+            ),
+            "ILLEGAL_SERVICE",
+        ),
+        (
+            "missing trans_name",
+            signed(&without(pay_params(MD5), "trans_name"), md5),
+            "ILLEGAL_ARGUMENT",
+        ),
+        (
+            "acquirer without extend_info",
+            signed(&without(pay_params(MD5), "extend_info"), md5),
+            "ILLEGAL_ARGUMENT",
+        ),
+        (
+            "unsupported charset",
+            replace(good, "_input_charset=UTF-8", "_input_charset=latin1"),
+            "ILLEGAL_CHARSET",
+        ),
+        (
+            "oversize body",
+            [good, b"&memo=", &vec![b'x'; 70 * 1024][..]].concat(),
+            "ILLEGAL_ARGUMENT",
+        ),
+    ]
 }
 
 #[tokio::test]
@@ -56,31 +128,27 @@ async fn bad_requests_get_their_codes_and_change_nothing() {
     let sim = start(1).await;
     let md5 = merchant_signer(MD5);
     let good = signed(&pay_params(MD5), &md5);
-    let unknown_partner = pay_params("2088999999999999");
-    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("bad signature", replace(&good, "Coffee", "Coffea"), "ILLEGAL_SIGN"),
-        ("unknown partner", signed(&unknown_partner, &md5), "ILLEGAL_PARTNER"),
-        ("no partner", signed(&without(pay_params(MD5), "partner"), &md5), "ILLEGAL_PARTNER"),
-        ("wrong sign_type", replace(&good, "sign_type=MD5", "sign_type=RSA2"), "ILLEGAL_SIGN_TYPE"),
-        ("duplicate parameter", [&good[..], b"&partner_trans_id=BAD2"].concat(), "ILLEGAL_ARGUMENT"),
-        ("malformed amount", signed(&with(pay_params(MD5), "trans_amount", "12.3"), &md5), "ILLEGAL_ARGUMENT"),
-        ("unknown service", signed(&with(pay_params(MD5), "service", "alipay.acquire.nope"), &md5), "ILLEGAL_SERVICE"),
-        ("missing trans_name", signed(&without(pay_params(MD5), "trans_name"), &md5), "ILLEGAL_ARGUMENT"),
-        ("acquirer without extend_info", signed(&without(pay_params(MD5), "extend_info"), &md5), "ILLEGAL_ARGUMENT"),
-        ("unsupported charset", replace(&good, "_input_charset=UTF-8", "_input_charset=latin1"), "ILLEGAL_CHARSET"),
-        ("oversize body", [&good[..], b"&memo=", &vec![b'x'; 70 * 1024][..]].concat(), "ILLEGAL_ARGUMENT"),
-    ];
-    for (what, form, want) in &cases {
+    for (what, form, want) in &cases(&good, &md5) {
         let (query, body) = split_charset(form);
         let r = sim.https.post_raw(&query, body).await.unwrap();
         let a = Answer::of(r);
         assert_eq!(a.gateway_error().as_deref(), Some(*want), "{what}");
-        if *what != "unknown partner" && *what != "no partner" && *what != "duplicate parameter"
-            && *what != "unsupported charset" && *what != "oversize body"
+        if *what != "unknown partner"
+            && *what != "no partner"
+            && *what != "duplicate parameter"
+            && *what != "unsupported charset"
+            && *what != "oversize body"
         {
             // The partner is known: the rejection is signed over error=CODE.
-            assert_eq!(a.verify(&alipay_verifier(MD5)), (false, Some((*want).to_owned())), "{what}");
-            assert!(String::from_utf8_lossy(&a.body).contains("<sign>"), "{what}");
+            assert_eq!(
+                a.verify(&alipay_verifier(MD5)),
+                (false, Some((*want).to_owned())),
+                "{what}"
+            );
+            assert!(
+                String::from_utf8_lossy(&a.body).contains("<sign>"),
+                "{what}"
+            );
         }
     }
     // The good form itself works, once: the state was clean before.
@@ -101,7 +169,8 @@ async fn a_service_the_partner_may_not_call_is_illegal_partner_exterface() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("limited.toml");
     let key = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/keys/md5_2088101122136241.key"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../config/keys/md5_2088101122136241.key"),
     )
     .unwrap();
     let text = format!(
@@ -114,9 +183,26 @@ async fn a_service_the_partner_may_not_call_is_illegal_partner_exterface() {
     let handle = Simulator::start(o).await.unwrap();
     let client = handle.https_client().unwrap();
     let signer = merchant_signer(MD5);
-    let a = Answer::of(client.post(&pay(MD5, "L1", 100, NORMAL_CODE, None), Charset::Utf8, &signer).await.unwrap());
-    assert_eq!(a.verify(&alipay_verifier(MD5)), (false, Some("ILLEGAL_PARTNER_EXTERFACE".to_owned())));
-    let q = Answer::of(client.post(&query(MD5, "L1"), Charset::Utf8, &signer).await.unwrap());
+    let a = Answer::of(
+        client
+            .post(
+                &pay(MD5, "L1", 100, NORMAL_CODE, None),
+                Charset::Utf8,
+                &signer,
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        a.verify(&alipay_verifier(MD5)),
+        (false, Some("ILLEGAL_PARTNER_EXTERFACE".to_owned()))
+    );
+    let q = Answer::of(
+        client
+            .post(&query(MD5, "L1"), Charset::Utf8, &signer)
+            .await
+            .unwrap(),
+    );
     assert_eq!(q.field("error").as_deref(), Some("TRADE_NOT_EXIST"));
     handle.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -129,18 +215,36 @@ async fn resubmissions_and_refund_rules_over_the_wire() {
     let same = sim.call(&pay(RSA2, "I1", 1_000, NORMAL_CODE, None)).await;
     assert_eq!(same.field("error").as_deref(), Some("TRADE_HAS_SUCCESS"));
     let other = sim.call(&pay(RSA2, "I1", 2_000, NORMAL_CODE, None)).await;
-    assert_eq!(other.field("error").as_deref(), Some("CONTEXT_INCONSISTENT"));
+    assert_eq!(
+        other.field("error").as_deref(),
+        Some("CONTEXT_INCONSISTENT")
+    );
     let exceed = sim.call(&refund(RSA2, "I1", "I1-R1", 1_001)).await;
-    assert_eq!(exceed.field("error").as_deref(), Some("RETURN_AMOUNT_EXCEED"));
-    assert_eq!(sim.call(&refund(RSA2, "I1", "I1-R1", 600)).await.result(), "SUCCESS");
-    assert_eq!(sim.call(&refund(RSA2, "I1", "I1-R1", 600)).await.result(), "SUCCESS");
+    assert_eq!(
+        exceed.field("error").as_deref(),
+        Some("RETURN_AMOUNT_EXCEED")
+    );
+    assert_eq!(
+        sim.call(&refund(RSA2, "I1", "I1-R1", 600)).await.result(),
+        "SUCCESS"
+    );
+    assert_eq!(
+        sim.call(&refund(RSA2, "I1", "I1-R1", 600)).await.result(),
+        "SUCCESS"
+    );
     let reused = sim.call(&refund(RSA2, "I1", "I1-R1", 500)).await;
     assert_eq!(reused.result(), "FAIL");
     let rest = sim.call(&refund(RSA2, "I1", "I1-R2", 401)).await;
     assert_eq!(rest.field("error").as_deref(), Some("RETURN_AMOUNT_EXCEED"));
-    assert_eq!(sim.call(&refund(RSA2, "I1", "I1-R2", 400)).await.result(), "SUCCESS");
+    assert_eq!(
+        sim.call(&refund(RSA2, "I1", "I1-R2", 400)).await.result(),
+        "SUCCESS"
+    );
     let t = sim.trade(RSA2, "I1").await;
-    assert_eq!((t["status"].as_str(), t["refunded"]["minor"].as_u64()), (Some("TRADE_CLOSED"), Some(1_000)));
+    assert_eq!(
+        (t["status"].as_str(), t["refunded"]["minor"].as_u64()),
+        (Some("TRADE_CLOSED"), Some(1_000))
+    );
     let never = sim.call(&cancel(RSA2, "I9")).await;
     assert_eq!(never.field("action").as_deref(), Some("close"));
     let late = sim.call(&pay(RSA2, "I9", 100, NORMAL_CODE, None)).await;

@@ -21,7 +21,9 @@ pub const START: &str = "2026-03-02 10:00:00";
 pub const NORMAL_CODE: &str = "286648812345678901";
 
 fn key_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/keys").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../config/keys")
+        .join(name)
 }
 
 fn key(name: &str) -> String {
@@ -142,7 +144,13 @@ pub fn extend_info() -> ExtendInfo {
 }
 
 /// A pay of `minor` USD cents.
-pub fn pay<'a>(partner: &'a str, id: &'a str, minor: u64, code: &'a str, notify: Option<&'a str>) -> Request<'a> {
+pub fn pay<'a>(
+    partner: &'a str,
+    id: &'a str,
+    minor: u64,
+    code: &'a str,
+    notify: Option<&'a str>,
+) -> Request<'a> {
     Request::Pay(PayRequest {
         partner,
         partner_trans_id: id,
@@ -196,7 +204,12 @@ impl Sim {
     /// POSTs `request` over HTTPS, UTF-8, signed by its partner's merchant key.
     pub async fn post(&self, request: &Request<'_>) -> Answer {
         let signer = merchant_signer(request.partner());
-        Answer::of(self.https.post(request, Charset::Utf8, &signer).await.unwrap())
+        Answer::of(
+            self.https
+                .post(request, Charset::Utf8, &signer)
+                .await
+                .unwrap(),
+        )
     }
 
     /// POSTs and checks the answer's signature; returns it.
@@ -208,10 +221,19 @@ impl Sim {
     }
 
     /// Queries until the status is `want` (or the real `deadline` passes); returns the status.
-    pub async fn wait_status(&self, partner: &str, id: &str, want: &str, deadline: Duration) -> String {
+    pub async fn wait_status(
+        &self,
+        partner: &str,
+        id: &str,
+        want: &str,
+        deadline: Duration,
+    ) -> String {
         let until = Instant::now() + deadline;
         loop {
-            let status = self.call(&query(partner, id)).await.field("alipay_trans_status");
+            let status = self
+                .call(&query(partner, id))
+                .await
+                .field("alipay_trans_status");
             let status = status.unwrap_or_default();
             if status == want || Instant::now() > until {
                 return status;
@@ -231,7 +253,8 @@ impl Sim {
     }
 
     pub async fn trade(&self, partner: &str, id: &str) -> Value {
-        self.admin_get(&format!("/admin/trades/{partner}/{id}")).await
+        self.admin_get(&format!("/admin/trades/{partner}/{id}"))
+            .await
     }
 
     pub async fn trade_count(&self) -> u64 {
@@ -250,7 +273,12 @@ impl Sim {
     }
 
     pub async fn admin_post(&self, path: &str, body: Value) -> Value {
-        let (status, v) = self.https.http().send_json(Method::POST, path, &body).await.unwrap();
+        let (status, v) = self
+            .https
+            .http()
+            .send_json(Method::POST, path, &body)
+            .await
+            .unwrap();
         assert_eq!(status, 200, "{v}");
         v
     }

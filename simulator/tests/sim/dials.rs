@@ -8,10 +8,20 @@ use serde_json::json;
 
 use crate::common::*;
 
+/// Whether an observation shows a dial.
+type Shows = dyn Fn(&str) -> bool;
+
 /// What a client observed for one pay.
 async fn observe(sim: &Sim, id: &str) -> String {
     let signer = merchant_signer(RSA2);
-    let r = sim.https.post(&pay(RSA2, id, 100, NORMAL_CODE, None), Charset::Utf8, &signer).await;
+    let r = sim
+        .https
+        .post(
+            &pay(RSA2, id, 100, NORMAL_CODE, None),
+            Charset::Utf8,
+            &signer,
+        )
+        .await;
     match r {
         Err(e) if is_reset(&e) => "reset".to_owned(),
         Err(e) => format!("error {e}"),
@@ -31,15 +41,21 @@ async fn each_rate_at_one_shows_on_every_request() {
     let sim = start(1).await;
     let zero = sim.admin_get("/admin/dials").await;
     sim.put_dials(json!({ "hang_ms": 100 })).await;
-    let cases: [(&str, &dyn Fn(&str) -> bool); 8] = [
-        ("unknown_then_paid_rate", &|o| o == "UNKNOWN ORDER_SUCCESS_PAY_INPROCESS"),
-        ("unknown_then_closed_rate", &|o| o == "UNKNOWN ORDER_SUCCESS_PAY_INPROCESS"),
+    let cases: [(&str, &Shows); 8] = [
+        ("unknown_then_paid_rate", &|o| {
+            o == "UNKNOWN ORDER_SUCCESS_PAY_INPROCESS"
+        }),
+        ("unknown_then_closed_rate", &|o| {
+            o == "UNKNOWN ORDER_SUCCESS_PAY_INPROCESS"
+        }),
         ("fail_rate", &|o| o.starts_with("FAIL ")),
         ("system_error_rate", &|o| o == "rejected SYSTEM_ERROR"),
         ("http_502_rate", &|o| o == "status 502"),
         ("throttle_rate", &|o| o == "status 429"),
         ("reset_rate", &|o| o == "reset"),
-        ("hang_rate", &|o| o.starts_with("error ") && o.contains("outcome unknown")),
+        ("hang_rate", &|o| {
+            o.starts_with("error ") && o.contains("outcome unknown")
+        }),
     ];
     for (n, (dial, shows)) in cases.iter().enumerate() {
         sim.put_dials(zero.clone()).await;
@@ -50,12 +66,14 @@ async fn each_rate_at_one_shows_on_every_request() {
         }
     }
     sim.put_dials(zero.clone()).await;
-    sim.put_dials(json!({ "slow_body_rate": 1.0, "slow_body_ms": 200 })).await;
+    sim.put_dials(json!({ "slow_body_rate": 1.0, "slow_body_ms": 200 }))
+        .await;
     let started = Instant::now();
     assert_eq!(observe(&sim, "SB").await, "SUCCESS ");
     assert!(started.elapsed() >= Duration::from_millis(150));
     sim.put_dials(zero.clone()).await;
-    sim.put_dials(json!({ "cancel_retry_rate": 1.0, "cancel_retry_count": 2 })).await;
+    sim.put_dials(json!({ "cancel_retry_rate": 1.0, "cancel_retry_count": 2 }))
+        .await;
     sim.call(&pay(RSA2, "CR", 100, NORMAL_CODE, None)).await;
     for _ in 0..2 {
         let c = sim.call(&cancel(RSA2, "CR")).await;
@@ -94,12 +112,18 @@ async fn the_same_seed_gives_the_same_sequence() {
     assert_eq!(first, again, "a reset reseeds");
     let b = start_with(1, |o| o.seed = 42).await;
     b.put_dials(dials.clone()).await;
-    assert_eq!(sequence(&b, "S").await, first, "another simulator, same seed");
+    assert_eq!(
+        sequence(&b, "S").await,
+        first,
+        "another simulator, same seed"
+    );
     let c = start_with(1, |o| o.seed = 43).await;
     c.put_dials(dials).await;
     assert_ne!(sequence(&c, "S").await, first, "another seed");
-    let kinds: std::collections::BTreeSet<&str> =
-        first.iter().map(|o| o.split(' ').next().unwrap_or("")).collect();
+    let kinds: std::collections::BTreeSet<&str> = first
+        .iter()
+        .map(|o| o.split(' ').next().unwrap_or(""))
+        .collect();
     assert!(kinds.len() >= 3, "the rates mix outcomes: {first:?}");
     for sim in [a, b, c] {
         sim.handle.shutdown().await;
@@ -109,11 +133,16 @@ async fn the_same_seed_gives_the_same_sequence() {
 #[tokio::test]
 async fn a_fixed_latency_is_waited_before_answering() {
     let sim = start(1).await;
-    sim.put_dials(json!({ "latency": { "kind": "fixed", "fixed_ms": 250 } })).await;
+    sim.put_dials(json!({ "latency": { "kind": "fixed", "fixed_ms": 250 } }))
+        .await;
     let started = Instant::now();
     let a = sim.call(&query(RSA2, "nothing")).await;
     assert_eq!(a.result(), "FAIL");
-    assert!(started.elapsed() >= Duration::from_millis(250), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
     sim.handle.shutdown().await;
 }
 
@@ -142,7 +171,11 @@ async fn the_token_bucket_throttles_each_partner() {
 #[tokio::test]
 async fn bad_dials_are_refused() {
     let sim = start(1).await;
-    for bad in [json!({ "fail_rate": 2.0 }), json!({ "nope": 1 }), json!({ "latency": { "kind": "x" } })] {
+    for bad in [
+        json!({ "fail_rate": 2.0 }),
+        json!({ "nope": 1 }),
+        json!({ "latency": { "kind": "x" } }),
+    ] {
         let (status, _) = sim
             .https
             .http()

@@ -30,7 +30,9 @@ pub async fn receiver(script: &[&str]) -> Receiver {
         Arc::new(Mutex::new(script.iter().map(|s| (*s).to_owned()).collect()));
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let tx = tx.clone();
             let script = Arc::clone(&script);
             tokio::spawn(async move {
@@ -40,7 +42,11 @@ pub async fn receiver(script: &[&str]) -> Receiver {
                     async move {
                         let body = req.into_body().collect().await.unwrap().to_bytes();
                         let _ = tx.send(body.to_vec());
-                        let answer = script.lock().unwrap().pop_front().unwrap_or("success".into());
+                        let answer = script
+                            .lock()
+                            .unwrap()
+                            .pop_front()
+                            .unwrap_or("success".into());
                         Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(answer))))
                     }
                 });
@@ -61,7 +67,8 @@ impl Receiver {
             .expect("a notification within 10 s")
             .unwrap();
         let form = Form::parse(b"", &body, &FormLimits::default()).unwrap();
-        form.verify(&alipay_verifier(partner), &mut Vec::new()).unwrap();
+        form.verify(&alipay_verifier(partner), &mut Vec::new())
+            .unwrap();
         TradeStatusSync::from_form(&form).unwrap()
     }
 }
@@ -72,21 +79,30 @@ async fn unanswered_notifications_are_resent_on_the_ladder_until_success() {
     let sim = start(200).await;
     let mut rx = receiver(&["fail", "not success"]).await;
     let url = rx.url.clone();
-    let a = sim.call(&pay(MD5, "N1", 100, "280001000000000000", Some(&url))).await;
+    let a = sim
+        .call(&pay(MD5, "N1", 100, "280001000000000000", Some(&url)))
+        .await;
     assert_eq!(a.result(), "UNKNOWN");
     let first = rx.next(MD5).await;
     assert_eq!(first.trade_status, alipay::TradeStatus::TradeSuccess);
     assert_eq!(first.out_trade_no, "N1");
     let second = rx.next(MD5).await;
-    assert_eq!(second.notify_id, first.notify_id, "resends keep the notify_id");
-    sim.admin_post("/admin/clock", serde_json::json!({ "advance_ms": 600_000 })).await;
+    assert_eq!(
+        second.notify_id, first.notify_id,
+        "resends keep the notify_id"
+    );
+    sim.admin_post("/admin/clock", serde_json::json!({ "advance_ms": 600_000 }))
+        .await;
     let third = rx.next(MD5).await;
     assert_eq!(third.notify_id, first.notify_id);
     let mut acked = false;
     for _ in 0..100 {
         let t = sim.trade(MD5, "N1").await;
         if t["notifications"][0]["acked"] == true {
-            let attempts = t["notifications"][0]["attempts"].as_array().unwrap().clone();
+            let attempts = t["notifications"][0]["attempts"]
+                .as_array()
+                .unwrap()
+                .clone();
             assert_eq!(attempts.len(), 3);
             assert_eq!(attempts[0]["result"], "body \"fail\"");
             assert_eq!(attempts[2]["result"], "acked");

@@ -1,13 +1,17 @@
 //! The four services, for MD5, RSA2 and RSA accounts, over HTTPS and plain HTTP, GET and POST,
 //! UTF-8 and GBK.
 
-use alipay::{Amount, BeijingTime, Charset, Currency, IdentityCodeType, PayRequest, Request, Secret};
+use alipay::{
+    Amount, BeijingTime, Charset, Currency, IdentityCodeType, PayRequest, Request, Secret,
+};
 use alipay_sim::GatewayClient;
 
 use crate::common::*;
 
 async fn four_services(sim: &Sim, partner: &str) {
-    let paid = sim.call(&pay(partner, "P1", 1_234, NORMAL_CODE, None)).await;
+    let paid = sim
+        .call(&pay(partner, "P1", 1_234, NORMAL_CODE, None))
+        .await;
     assert_eq!(paid.result(), "SUCCESS");
     let alipay_id = paid.field("alipay_trans_id").unwrap();
     assert_eq!(alipay_id.len(), 28);
@@ -16,14 +20,23 @@ async fn four_services(sim: &Sim, partner: &str) {
     assert_eq!(paid.field("currency").as_deref(), Some("USD"));
     assert_eq!(paid.field("exchange_rate").as_deref(), Some("7.10650000"));
     assert_eq!(paid.field("trans_amount_cny").as_deref(), Some("87.69"));
-    assert_eq!(paid.field("alipay_pay_time").as_deref(), Some("20260302100000"));
+    assert_eq!(
+        paid.field("alipay_pay_time").as_deref(),
+        Some("20260302100000")
+    );
     let login = paid.field("alipay_buyer_login_id").unwrap();
     assert_eq!(&login[3..7], "****");
-    assert!(paid.field("alipay_buyer_user_id").unwrap().starts_with("2088"));
+    assert!(paid
+        .field("alipay_buyer_user_id")
+        .unwrap()
+        .starts_with("2088"));
 
     let q = sim.call(&query(partner, "P1")).await;
     assert_eq!(q.result(), "SUCCESS");
-    assert_eq!(q.field("alipay_trans_status").as_deref(), Some("TRADE_SUCCESS"));
+    assert_eq!(
+        q.field("alipay_trans_status").as_deref(),
+        Some("TRADE_SUCCESS")
+    );
     assert_eq!(q.field("out_trade_no").as_deref(), Some("P1"));
     assert_eq!(q.field("payment_inst").as_deref(), Some("ALIPAYCN"));
 
@@ -43,7 +56,10 @@ async fn four_services(sim: &Sim, partner: &str) {
     assert_eq!(t["refunded"]["value"], "12.34");
     assert_eq!(t["refunds"][0]["partner_refund_id"], "R1");
     assert_eq!(t["cancel"]["refunded"]["value"], "10.00");
-    assert!(!t.to_string().contains(NORMAL_CODE), "the buyer code must never show");
+    assert!(
+        !t.to_string().contains(NORMAL_CODE),
+        "the buyer code must never show"
+    );
 }
 
 #[tokio::test]
@@ -65,7 +81,14 @@ async fn rsa_account_get_over_https_and_gbk_post_over_plain_http() {
     let sim = start(1).await;
     let signer = merchant_signer(RSA);
     let verifier = alipay_verifier(RSA);
-    let got = sim.https.get(&pay(RSA, "G1", 500, NORMAL_CODE, None), Charset::Utf8, &signer).await;
+    let got = sim
+        .https
+        .get(
+            &pay(RSA, "G1", 500, NORMAL_CODE, None),
+            Charset::Utf8,
+            &signer,
+        )
+        .await;
     let got = Answer::of(got.unwrap());
     assert_eq!(got.verify(&verifier), (true, None));
     assert_eq!(got.result(), "SUCCESS");
@@ -93,9 +116,16 @@ async fn rsa_account_get_over_https_and_gbk_post_over_plain_http() {
     assert_eq!(a.field("trans_amount_cny").as_deref(), Some("47.50"));
     let text = String::from_utf8_lossy(&a.body).into_owned();
     assert!(!text.contains("咖啡"), "the XML is GBK, not UTF-8");
-    let q = Answer::of(http.get(&query(RSA, "订单-1"), Charset::Gbk, &signer).await.unwrap());
+    let q = Answer::of(
+        http.get(&query(RSA, "订单-1"), Charset::Gbk, &signer)
+            .await
+            .unwrap(),
+    );
     assert_eq!(q.verify(&verifier), (true, None));
-    assert_eq!(q.field("alipay_trans_status").as_deref(), Some("TRADE_SUCCESS"));
+    assert_eq!(
+        q.field("alipay_trans_status").as_deref(),
+        Some("TRADE_SUCCESS")
+    );
     let all = sim.trades().await;
     assert_eq!(all["count"], 2);
     assert_eq!(all["trades"][1]["trans_name"], "咖啡与茶");
@@ -115,6 +145,9 @@ async fn query_by_alipay_trans_id_and_unknown_trades() {
     let q = sim.call(&by_id).await;
     assert_eq!(q.field("partner_trans_id").as_deref(), Some("Q1"));
     let missing = sim.call(&query(RSA2, "no-such")).await;
-    assert_eq!((missing.result(), missing.field("error")), ("FAIL".into(), Some("TRADE_NOT_EXIST".into())));
+    assert_eq!(
+        (missing.result(), missing.field("error")),
+        ("FAIL".into(), Some("TRADE_NOT_EXIST".into()))
+    );
     sim.handle.shutdown().await;
 }
