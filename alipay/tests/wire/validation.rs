@@ -1008,3 +1008,51 @@ fn every_error_variant_has_a_row() {
         "rows name variants that no longer exist: {stale:?}"
     );
 }
+
+/// Each class of error answers with the gateway code spec §4 documents for it.
+#[test]
+fn errors_map_to_gateway_codes() {
+    use alipay::GatewayErrorCode as G;
+    let rows = [
+        (
+            Error::UnsupportedCharset("latin1".into()),
+            G::IllegalCharset,
+        ),
+        (Error::BadCharset("memo".into()), G::IllegalCharset),
+        (
+            Error::UnsupportedSignType("SHA1".into()),
+            G::IllegalSignType,
+        ),
+        (
+            Error::SignTypeNotRegistered {
+                got: "MD5",
+                registered: "RSA2",
+            },
+            G::IllegalSignType,
+        ),
+        (Error::MissingSignature, G::IllegalSign),
+        (Error::MalformedSignature, G::IllegalSign),
+        (Error::SignatureMismatch, G::IllegalSign),
+        (Error::UnknownService("x".into()), G::IllegalService),
+        (Error::BadKey("x"), G::SystemError),
+        (Error::SigningFailed, G::SystemError),
+        (Error::MissingField("partner"), G::IllegalArgument),
+        (Error::BadPartnerId("partner"), G::IllegalArgument),
+        (
+            Error::DuplicateParameter("partner".into()),
+            G::IllegalArgument,
+        ),
+        (
+            Error::TooLarge {
+                len_bytes: 2,
+                max_bytes: 1,
+            },
+            G::IllegalArgument,
+        ),
+        (Error::BadBuyerCode, G::IllegalArgument),
+    ];
+    for (error, code) in rows {
+        assert_eq!(error.gateway_code(), code, "{error:?}");
+        assert!(!code.is_outcome_unknown() || code == G::SystemError);
+    }
+}
