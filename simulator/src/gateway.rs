@@ -277,6 +277,12 @@ fn apply(
         core.counters.request(service, answer.outcome());
     }
     drop(core);
+    if matches!(answer, Answer::Full) {
+        tracing::warn!(
+            "The ledger is full (trades_max or scheduled_events_max): answering SYSTEM_ERROR. \
+             POST /admin/reset or raise the limits."
+        );
+    }
     let reply = match decision.fault {
         None => Reply::Xml(write_answer(shared, account, echo, &answer)),
         Some(TransportFault::SlowBody) => Reply::SlowBody {
