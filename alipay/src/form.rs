@@ -397,9 +397,29 @@ impl FormBuilder {
         self
     }
 
-    /// Signs and encodes: returns the `application/x-www-form-urlencoded` body, every parameter
-    /// including `_input_charset`, `sign` and `sign_type`.
-    pub fn finish(mut self, signer: &Signer) -> Result<Vec<u8>> {
+    /// Signs and encodes for a GET: one `application/x-www-form-urlencoded` string with every
+    /// parameter, including `_input_charset`, `sign` and `sign_type`.
+    pub fn finish(self, signer: &Signer) -> Result<Vec<u8>> {
+        let (query, body) = self.encode(signer, |_| false)?;
+        debug_assert!(query.is_empty());
+        Ok(body)
+    }
+
+    /// Signs and encodes for a POST (spec §1): `_input_charset` goes in the URL query (returned
+    /// first, without the `?`), every other parameter in the body.
+    pub fn finish_post(self, signer: &Signer) -> Result<(String, Vec<u8>)> {
+        let (query, body) = self.encode(signer, |name| name == "_input_charset")?;
+        // Only percent-encoded bytes are written, so the query is ASCII.
+        Ok((String::from_utf8_lossy(&query).into_owned(), body))
+    }
+
+    /// Sorts, signs, and writes each parameter into the query when `in_query(name)`, else into
+    /// the body.
+    fn encode(
+        mut self,
+        signer: &Signer,
+        in_query: impl Fn(&str) -> bool,
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
         self.params.sort_by(|a, b| a.0.cmp(&b.0));
         let mut to_sign = Vec::with_capacity(512);
         let signed = self.params.iter().filter(|(n, v)| is_signed(n, v));
@@ -409,7 +429,6 @@ impl FormBuilder {
         );
         let mut sign = String::with_capacity(344);
         signer.sign(&to_sign, &mut sign)?;
-        let mut body = Vec::with_capacity(to_sign.len() + sign.len() + 64);
         let tail = [
             ("sign".to_owned(), sign.into_bytes()),
             (
@@ -417,15 +436,22 @@ impl FormBuilder {
                 signer.sign_type().as_str().as_bytes().to_vec(),
             ),
         ];
-        for (i, (name, value)) in self.params.iter().chain(tail.iter()).enumerate() {
-            if i > 0 {
-                body.push(b'&');
+        let mut query = Vec::new();
+        let mut body = Vec::with_capacity(to_sign.len() + 400);
+        for (name, value) in self.params.iter().chain(tail.iter()) {
+            let out = if in_query(name) {
+                &mut query
+            } else {
+                &mut body
+            };
+            if !out.is_empty() {
+                out.push(b'&');
             }
-            body.extend_from_slice(name.as_bytes());
-            body.push(b'=');
-            body.extend(percent_encode(value, FORM_ESCAPE).flat_map(str::bytes));
+            out.extend_from_slice(name.as_bytes());
+            out.push(b'=');
+            out.extend(percent_encode(value, FORM_ESCAPE).flat_map(str::bytes));
         }
-        Ok(body)
+        Ok((query, body))
     }
 }
 
@@ -472,6 +498,20 @@ mod tests {
         .unwrap();
         assert_eq!(f.get("n"), Some("支付宝"));
         assert_eq!(f.params()[1].raw(), [0xd6, 0xa7, 0xb8, 0xb6, 0xb1, 0xa6]);
+    }
+
+    #[test]
+    fn finish_post_puts_the_charset_in_the_query() {
+        let signer = Signer::md5("0123456789abcdef0123456789abcdef").unwrap();
+        let mut b = FormBuilder::new(Charset::Gbk);
+        b.push("service", "alipay.acquire.overseas.query").push("n", "支付宝");
+        let (query, body) = b.finish_post(&signer).unwrap();
+        assert_eq!(query, "_input_charset=GBK");
+        assert!(!body.windows(14).any(|w| w == b"_input_charset"));
+        let form = Form::parse(query.as_bytes(), &body, &FormLimits::default()).unwrap();
+        assert_eq!(form.charset(), Charset::Gbk);
+        assert_eq!(form.get("n"), Some("支付宝"));
+        form.verify(&signer.verifier().unwrap(), &mut Vec::new()).unwrap();
     }
 
     #[test]

@@ -101,9 +101,10 @@ impl TradeStatusSync {
         if get("notify_type")? != NOTIFY_TYPE {
             return Err(Error::BadEnumValue("notify_type"));
         }
-        let currency: Currency = get("currency")?.parse().map_err(|()| Error::BadCurrency {
+        let currency_text = get("currency")?;
+        let currency: Currency = currency_text.parse().map_err(|()| Error::BadCurrency {
             field: "currency",
-            value: String::new(),
+            value: currency_text.chars().take(16).collect(),
         })?;
         let amount = |name: &'static str| {
             Amount::parse(get(name)?, currency).map_err(|reason| Error::BadAmount {

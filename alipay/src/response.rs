@@ -33,6 +33,11 @@ pub struct Fields<'d, 'a> {
 }
 
 impl<'a> Fields<'_, 'a> {
+    /// Every field as `(name, value)`, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.sorted.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
+    }
+
     /// The value of `name`, if present and not empty.
     pub fn get(&self, name: &str) -> Option<Cow<'a, str>> {
         let i = self
@@ -312,6 +317,21 @@ pub struct CancelResponse<'a> {
     pub detail_error_code: Option<Cow<'a, str>>,
     /// Its description.
     pub detail_error_des: Option<Cow<'a, str>>,
+}
+
+impl<'a> CancelResponse<'a> {
+    /// A response with only a result code, every other field absent.
+    pub fn bare(result_code: ResultCode) -> CancelResponse<'a> {
+        CancelResponse {
+            result_code,
+            out_trade_no: None,
+            trade_no: None,
+            retry_flag: None,
+            action: None,
+            detail_error_code: None,
+            detail_error_des: None,
+        }
+    }
 }
 
 impl<'a> BusinessResponse<'a> for CancelResponse<'a> {

@@ -378,6 +378,7 @@ struct Parser<'a> {
     reader: Reader<&'a [u8]>,
     doc: ResponseDoc<'a>,
     seen_is_success: bool,
+    seen_business: bool,
 }
 
 impl<'a> Parser<'a> {
@@ -399,6 +400,7 @@ impl<'a> Parser<'a> {
             reader,
             doc,
             seen_is_success: false,
+            seen_business: false,
         }
     }
 
@@ -522,9 +524,12 @@ impl<'a> Parser<'a> {
                 Open::Leaf(Leaf::Param(name))
             }
             (Ctx::Response, "alipay") => {
-                if !self.doc.fields.is_empty() {
+                // Refused even when the first one was empty: a forger must not be able to add a
+                // second business section after an empty one.
+                if self.seen_business {
                     return Err(Error::XmlRepeatedElement("response".into()));
                 }
+                self.seen_business = true;
                 Open::Container(Ctx::Business)
             }
             (Ctx::Business, _) => {

@@ -371,8 +371,9 @@ impl GatewayClient {
         charset: Charset,
         signer: &Signer,
     ) -> Result<HttpResponse> {
-        let form = GatewayClient::signed_form(request, charset, signer)?;
-        let (query, body) = split_charset(&form);
+        let mut b = FormBuilder::new(charset);
+        request.write_form(&mut b);
+        let (query, body) = b.finish_post(signer)?;
         self.post_raw(&query, body).await
     }
 

@@ -218,7 +218,7 @@ fn from_form_checks_every_field() {
             set(&pairs, "currency", Some("usd")),
             Err(Error::BadCurrency {
                 field: "currency",
-                value: String::new(),
+                value: "usd".into(),
             }),
         ),
         (

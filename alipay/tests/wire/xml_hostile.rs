@@ -121,6 +121,8 @@ fn hostile_documents_table() {
         ("a field twice, apart", replace(&pay, "<result_code>", "<trans_amount>0.01</trans_amount><result_code>"), repeated("trans_amount")),
         ("<response><alipay> twice", replace(&pay, "</alipay></response>", "</alipay><alipay><result_code>FAIL</result_code></alipay></response>"), repeated("response")),
         ("<response> twice", replace(&pay, "<sign>", "<response><alipay><result_code>FAIL</result_code></alipay></response><sign>"), repeated("response")),
+        ("an empty <response><alipay> first", replace(&pay, "<response>", "<response><alipay></alipay></response><response>"), repeated("response")),
+        ("an empty-element <alipay/> first", replace(&pay, "<response>", "<response><alipay/></response><response>"), repeated("response")),
         // Structure.
         ("wrong root", b"<response><is_success>T</is_success></response>".to_vec(), malformed()),
         ("a second root", [pay.as_slice(), b"<alipay><is_success>F</is_success></alipay>"].concat(), malformed()),
