@@ -22,23 +22,31 @@ fn form_parse_verify(c: &mut Criterion) {
         for (shape, shape_name) in PayShape::ALL {
             let body = pay_request_body(&signer, shape);
             let (query, rest) = split_query(&body);
-            c.bench_function(&format!("pay_request/parse+verify/{name}/{shape_name}"), |b| {
-                b.iter(|| {
-                    let form = Form::parse(black_box(query), black_box(rest), &limits)
-                        .unwrap_or_else(|e| panic!("{e}"));
-                    form.verify(&verifier, &mut scratch).unwrap_or_else(|e| panic!("{e}"));
-                    form.params().len()
-                })
-            });
-            c.bench_function(&format!("pay_request/parse+verify+validate/{name}/{shape_name}"), |b| {
-                b.iter(|| {
-                    let form = Form::parse(black_box(query), black_box(rest), &limits)
-                        .unwrap_or_else(|e| panic!("{e}"));
-                    form.verify(&verifier, &mut scratch).unwrap_or_else(|e| panic!("{e}"));
-                    let req = Request::from_form(&form).unwrap_or_else(|e| panic!("{e}"));
-                    black_box(&req);
-                })
-            });
+            c.bench_function(
+                &format!("pay_request/parse+verify/{name}/{shape_name}"),
+                |b| {
+                    b.iter(|| {
+                        let form = Form::parse(black_box(query), black_box(rest), &limits)
+                            .unwrap_or_else(|e| panic!("{e}"));
+                        form.verify(&verifier, &mut scratch)
+                            .unwrap_or_else(|e| panic!("{e}"));
+                        form.params().len()
+                    })
+                },
+            );
+            c.bench_function(
+                &format!("pay_request/parse+verify+validate/{name}/{shape_name}"),
+                |b| {
+                    b.iter(|| {
+                        let form = Form::parse(black_box(query), black_box(rest), &limits)
+                            .unwrap_or_else(|e| panic!("{e}"));
+                        form.verify(&verifier, &mut scratch)
+                            .unwrap_or_else(|e| panic!("{e}"));
+                        let req = Request::from_form(&form).unwrap_or_else(|e| panic!("{e}"));
+                        black_box(&req);
+                    })
+                },
+            );
         }
     }
 }
@@ -51,16 +59,26 @@ fn xml_write_read(c: &mut Criterion) {
             let label = encoding.label();
             let mut writer = ResponseWriter::new();
             c.bench_function(&format!("pay_response/write+sign/{name}/{label}"), |b| {
-                b.iter(|| writer.write(encoding, ECHO, black_box(&response), &signer).map(<[u8]>::len))
+                b.iter(|| {
+                    writer
+                        .write(encoding, ECHO, black_box(&response), &signer)
+                        .map(<[u8]>::len)
+                })
             });
-            let body = writer.write(encoding, ECHO, &response, &signer).unwrap_or_else(|e| panic!("{e}")).to_vec();
+            let body = writer
+                .write(encoding, ECHO, &response, &signer)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .to_vec();
             let mut scratch = String::new();
             let mut buf = Vec::with_capacity(1024);
             c.bench_function(&format!("pay_response/read+verify/{name}/{label}"), |b| {
                 b.iter(|| {
-                    let doc = read_response(black_box(&body), &mut scratch, 64 * 1024).unwrap_or_else(|e| panic!("{e}"));
-                    doc.verify(&verifier, &mut buf).unwrap_or_else(|e| panic!("{e}"));
-                    let parsed: alipay::PayResponse<'_> = doc.parse().unwrap_or_else(|e| panic!("{e}"));
+                    let doc = read_response(black_box(&body), &mut scratch, 64 * 1024)
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    doc.verify(&verifier, &mut buf)
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    let parsed: alipay::PayResponse<'_> =
+                        doc.parse().unwrap_or_else(|e| panic!("{e}"));
                     black_box(parsed.result_code)
                 })
             });
@@ -76,10 +94,14 @@ fn rsa2_raw(c: &mut Criterion) {
     c.bench_function("rsa2/sign", |b| {
         b.iter(|| {
             sig.clear();
-            signer.sign(black_box(&message), &mut sig).unwrap_or_else(|e| panic!("{e}"));
+            signer
+                .sign(black_box(&message), &mut sig)
+                .unwrap_or_else(|e| panic!("{e}"));
         })
     });
-    c.bench_function("rsa2/verify", |b| b.iter(|| verifier.verify(black_box(&message), &sig).is_ok()));
+    c.bench_function("rsa2/verify", |b| {
+        b.iter(|| verifier.verify(black_box(&message), &sig).is_ok())
+    });
 }
 
 criterion_group!(benches, form_parse_verify, xml_write_read, rsa2_raw);

@@ -6,8 +6,8 @@
 use std::borrow::Cow;
 
 use alipay::{
-    Amount, BeijingTime, Charset, Currency, ExtendInfo, FormBuilder, IdentityCodeType, PayRequest, PayResponse,
-    Request, ResultCode, Secret, SignType, Signer,
+    Amount, BeijingTime, Charset, Currency, ExtendInfo, FormBuilder, IdentityCodeType, PayRequest,
+    PayResponse, Request, ResultCode, Secret, SignType, Signer,
 };
 
 /// The MD5 key of the benchmark merchant (32 characters, like Alipay's).
@@ -24,7 +24,8 @@ pub fn md5_signer() -> Signer {
 
 /// An RSA2 signer with [`RSA2_PRIVATE_PEM`].
 pub fn rsa2_signer() -> Signer {
-    Signer::from_key_text(SignType::Rsa2, RSA2_PRIVATE_PEM).unwrap_or_else(|e| panic!("benchmark RSA2 key: {e}"))
+    Signer::from_key_text(SignType::Rsa2, RSA2_PRIVATE_PEM)
+        .unwrap_or_else(|e| panic!("benchmark RSA2 key: {e}"))
 }
 
 /// Which pay request to build.
@@ -41,7 +42,8 @@ pub enum PayShape {
 
 impl PayShape {
     /// Both shapes, with their benchmark labels.
-    pub const ALL: [(PayShape, &'static str); 2] = [(PayShape::Typical, "typical"), (PayShape::Full, "full")];
+    pub const ALL: [(PayShape, &'static str); 2] =
+        [(PayShape::Typical, "typical"), (PayShape::Full, "full")];
 }
 
 /// A cashier pay request, as a signed `application/x-www-form-urlencoded` body.
@@ -62,7 +64,8 @@ pub fn pay_request_body(signer: &Signer, shape: PayShape) -> Vec<u8> {
         trans_amount: Amount::from_minor(4_250, Currency::HKD),
         buyer_identity_code: Secret::new("286648812345678901"),
         identity_code_type: IdentityCodeType::Barcode,
-        trans_create_time: BeijingTime::parse_compact("20261127104512").unwrap_or_else(|| panic!("time")),
+        trans_create_time: BeijingTime::parse_compact("20261127104512")
+            .unwrap_or_else(|| panic!("time")),
         extend_info: full.then_some(info),
         trans_currency: None,
         quantity: full.then_some("2"),
@@ -72,7 +75,8 @@ pub fn pay_request_body(signer: &Signer, shape: PayShape) -> Vec<u8> {
     };
     let mut b = FormBuilder::new(Charset::Utf8);
     Request::Pay(pay).write_form(&mut b);
-    b.finish(signer).unwrap_or_else(|e| panic!("signing the benchmark request: {e}"))
+    b.finish(signer)
+        .unwrap_or_else(|e| panic!("signing the benchmark request: {e}"))
 }
 
 /// A typical SUCCESS answer to [`pay_request_body`].
