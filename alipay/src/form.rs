@@ -504,14 +504,16 @@ mod tests {
     fn finish_post_puts_the_charset_in_the_query() {
         let signer = Signer::md5("0123456789abcdef0123456789abcdef").unwrap();
         let mut b = FormBuilder::new(Charset::Gbk);
-        b.push("service", "alipay.acquire.overseas.query").push("n", "支付宝");
+        b.push("service", "alipay.acquire.overseas.query")
+            .push("n", "支付宝");
         let (query, body) = b.finish_post(&signer).unwrap();
         assert_eq!(query, "_input_charset=GBK");
         assert!(!body.windows(14).any(|w| w == b"_input_charset"));
         let form = Form::parse(query.as_bytes(), &body, &FormLimits::default()).unwrap();
         assert_eq!(form.charset(), Charset::Gbk);
         assert_eq!(form.get("n"), Some("支付宝"));
-        form.verify(&signer.verifier().unwrap(), &mut Vec::new()).unwrap();
+        form.verify(&signer.verifier().unwrap(), &mut Vec::new())
+            .unwrap();
     }
 
     #[test]
