@@ -7,6 +7,7 @@ use alipay::{read_response, Charset, Form, FormLimits, ResponseWriter};
 use std::hint::black_box;
 use switch_benches::{md5_signer, pay_request_body, pay_response, PayShape, ECHO};
 
+#[allow(clippy::print_stdout)] // a command-line tool: `show` prints the request
 fn main() {
     let mut args = std::env::args().skip(1);
     let what = args.next().unwrap_or_else(|| "parse".into());
