@@ -4,7 +4,10 @@
 //! * RSA2: PKCS#1 v1.5 with SHA-256, signed and verified with `ring`.
 //! * RSA: PKCS#1 v1.5 with SHA-1. `ring` verifies it (its legacy 1024..8192-bit SHA-1 algorithm,
 //!   because Alipay's RSA keys are often 1024 bits) but does not sign with SHA-1 at all, so
-//!   signing uses the RustCrypto `rsa` crate, with blinding from the OS random source.
+//!   signing uses the RustCrypto `rsa` crate, with blinding from the OS random source. That crate
+//!   carries RUSTSEC-2023-0071 (the Marvin timing attack, about recovering a key from many timed
+//!   private-key operations on attacker-chosen input, chiefly decryption); here it only ever signs
+//!   our own canonical strings, blinded, for legacy 1024-bit RSA accounts, and RSA2 never uses it.
 //!
 //! Keys are accepted as PEM text (`PRIVATE KEY`, `RSA PRIVATE KEY`, `PUBLIC KEY`,
 //! `RSA PUBLIC KEY`) or as Alipay's single-line Base64 of the DER (PKCS#8 private key,
