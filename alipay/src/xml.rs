@@ -406,7 +406,8 @@ impl<'a> Parser<'a> {
 
     fn run(mut self, encoding: Charset) -> Result<ResponseDoc<'a>> {
         self.doc.encoding = encoding;
-        let mut stack: Vec<Ctx> = vec![Ctx::Top];
+        let mut stack: Vec<Ctx> = Vec::with_capacity(DEPTH_MAX + 1);
+        stack.push(Ctx::Top);
         let mut leaf: Option<(Leaf<'a>, Cow<'a, str>)> = None;
         let mut root_done = false;
         loop {
