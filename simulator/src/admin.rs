@@ -17,7 +17,7 @@ use percent_encoding::percent_decode_str;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::clock::beijing;
+use crate::clock::{beijing, ClockError, CLOCK_MS_MAX};
 use crate::config::Rules;
 use crate::dials::Dials;
 use crate::files;
@@ -257,20 +257,29 @@ fn clock(shared: &Shared) -> Response<RespBody> {
 }
 
 fn set_clock(shared: &Shared, body: &Value) -> Response<RespBody> {
-    if let Some(ms) = body.get("advance_ms").and_then(Value::as_u64) {
-        shared.clock.advance(ms);
+    let moved = if let Some(ms) = body.get("advance_ms").and_then(Value::as_u64) {
+        shared.clock.advance(ms)
     } else if let Some(text) = body.get("set").and_then(Value::as_str) {
         let Some(target) = BeijingTime::parse_dashed(text) else {
             return error(StatusCode::BAD_REQUEST, "set must be yyyy-MM-dd HH:mm:ss");
         };
-        if shared.clock.set(target.unix_ms()).is_err() {
+        shared.clock.set(target.unix_ms())
+    } else {
+        return error(StatusCode::BAD_REQUEST, "give advance_ms or set");
+    };
+    match moved {
+        Ok(_) => {}
+        Err(ClockError::Backwards { .. }) => {
             return error(
                 StatusCode::CONFLICT,
                 "the simulated clock never goes backwards",
-            );
+            )
         }
-    } else {
-        return error(StatusCode::BAD_REQUEST, "give advance_ms or set");
+        Err(ClockError::TooLate { .. }) => {
+            let latest = time(CLOCK_MS_MAX);
+            let message = format!("the simulated clock cannot go past {latest}");
+            return error(StatusCode::BAD_REQUEST, &message);
+        }
     }
     tracing::info!("The admin API moved the simulated clock.");
     clock(shared)

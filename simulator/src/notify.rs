@@ -67,7 +67,8 @@ async fn tick(shared: Arc<Shared>, tx: mpsc::Sender<Task>, mut shutdown: watch::
                 Err(mpsc::error::TrySendError::Full(task)) => {
                     let mut core = shared.lock();
                     if core.generation == task.generation {
-                        core.ledger.requeue(&task.job, now + REQUEUE_DELAY_MS);
+                        core.ledger
+                            .requeue(&task.job, now.saturating_add(REQUEUE_DELAY_MS));
                     }
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => return,

@@ -55,7 +55,7 @@ fn failure(
 pub fn in_cancel_window(created_ms: i64, now_ms: i64, grace_ms: i64) -> bool {
     let day = beijing(created_ms).day();
     match day.next() {
-        Some(next) => now_ms < next.start_unix_ms() + grace_ms,
+        Some(next) => now_ms < next.start_unix_ms().saturating_add(grace_ms),
         None => true,
     }
 }

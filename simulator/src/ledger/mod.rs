@@ -208,7 +208,9 @@ impl Trade {
     /// The status at `now_ms`: a paid trade becomes `TRADE_FINISHED` after the refund period.
     pub fn status_at(&self, now_ms: i64, rules: &Rules) -> TradeStatus {
         match (self.status, self.paid_ms) {
-            (TradeStatus::TradeSuccess, Some(paid)) if now_ms >= paid + rules.refund_period_ms => {
+            (TradeStatus::TradeSuccess, Some(paid))
+                if now_ms >= paid.saturating_add(rules.refund_period_ms) =>
+            {
                 TradeStatus::TradeFinished
             }
             (status, _) => status,
@@ -533,7 +535,7 @@ impl Ledger {
         let Some(wait) = NOTIFY_LADDER_MS.get(n.attempts.len() - 1) else {
             return; // the ladder is exhausted
         };
-        let due = now_ms + wait;
+        let due = now_ms.saturating_add(*wait);
         if self
             .schedule
             .push(

@@ -97,8 +97,8 @@ impl Ledger {
 
     /// Applies the plan to a freshly inserted trade.
     fn start(&mut self, key: &super::TradeKey, info: PayInfo, plan: PayPlan, now_ms: i64) {
-        let timeout_ms = now_ms + self.rules.trade_timeout_ms;
-        let resolve_ms = now_ms + self.rules.confirm_delay_ms;
+        let timeout_ms = now_ms.saturating_add(self.rules.trade_timeout_ms);
+        let resolve_ms = now_ms.saturating_add(self.rules.confirm_delay_ms);
         let mut events = Vec::with_capacity(2);
         let Some(trade) = self.trades.get_mut(key) else {
             return;

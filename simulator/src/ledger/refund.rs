@@ -126,7 +126,7 @@ impl Ledger {
                 key: key.clone(),
                 partner_refund_id: refund.partner_refund_id.clone(),
             };
-            let due = now_ms + self.rules.async_refund_delay_ms;
+            let due = now_ms.saturating_add(self.rules.async_refund_delay_ms);
             let pushed = self.schedule.push(due, event);
             assert!(
                 pushed.is_ok(),

@@ -503,3 +503,27 @@ fn capacity_is_bounded() {
     assert_eq!(l.pay(&input, T0), Err(Capacity));
     assert_eq!(l.cancel(P, Some("T3"), None, T0), Err(Capacity));
 }
+
+#[test]
+fn time_arithmetic_saturates_at_the_end_of_time() {
+    let mut l = Ledger::new(rules());
+    let end = i64::MAX - 1;
+    let r = pay(
+        &mut l,
+        &req("T1", 100, Some("http://h/n")),
+        PayOutcome::UnknownThenPaid,
+        1,
+        end,
+    );
+    assert_eq!(r.result_code, ResultCode::Unknown);
+    assert_eq!(status(&l, "T1", end), Some(TradeStatus::WaitBuyerPay));
+    let jobs = l.fire_due(i64::MAX);
+    assert_eq!(jobs.len(), 1);
+    l.record_attempt(&jobs[0].key, 0, false, "status 500".into(), i64::MAX);
+    // Paid at the last millisecond, and (saturated) finished at once.
+    assert_eq!(l.trade(P, "T1").unwrap().status, TradeStatus::TradeSuccess);
+    l.refund(&refund_req("T1", "R1", 10, false), i64::MAX)
+        .unwrap();
+    // Outside any calendar: the cancel window is computed, not overflowed.
+    l.cancel(P, Some("T1"), None, i64::MAX).unwrap();
+}

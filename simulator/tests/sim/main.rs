@@ -15,6 +15,7 @@
 // Helpers outside #[test] functions panic on purpose: a panic there is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin;
 mod bad_input;
 mod common;
 mod dials;
