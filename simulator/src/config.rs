@@ -65,6 +65,10 @@ pub const DEFAULT_TRADES_MAX: usize = 1_000_000;
 pub const DEFAULT_SCHEDULED_EVENTS_MAX: usize = 2_000_000;
 /// Default `notify_queue_max`.
 pub const DEFAULT_NOTIFY_QUEUE_MAX: usize = 10_000;
+/// Default `refunds_per_trade_max`.
+pub const DEFAULT_REFUNDS_PER_TRADE_MAX: usize = 100;
+/// Largest `refunds_per_trade_max`: refunds, their ids and notifications per trade stay bounded.
+pub const REFUNDS_PER_TRADE_LIMIT: usize = 10_000;
 /// Largest accepted value of any duration key, in seconds (one year), so `*_ms` never overflows.
 pub const DURATION_S_MAX: u64 = 366 * 24 * 3600;
 /// Largest `trades_max`.
@@ -103,6 +107,8 @@ struct FileConfig {
     scheduled_events_max: usize,
     #[serde(default = "d_notify_queue_max")]
     notify_queue_max: usize,
+    #[serde(default = "d_refunds_per_trade_max")]
+    refunds_per_trade_max: usize,
     #[serde(default)]
     exchange_rates_to_cny: BTreeMap<String, String>,
     #[serde(default)]
@@ -140,6 +146,9 @@ fn d_scheduled_events_max() -> usize {
 fn d_notify_queue_max() -> usize {
     DEFAULT_NOTIFY_QUEUE_MAX
 }
+fn d_refunds_per_trade_max() -> usize {
+    DEFAULT_REFUNDS_PER_TRADE_MAX
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -176,6 +185,8 @@ pub struct Rules {
     pub trades_max: usize,
     /// Most pending events.
     pub scheduled_events_max: usize,
+    /// Most refunds of one trade.
+    pub refunds_per_trade_max: usize,
     /// Rates to CNY.
     pub rates_to_cny: BTreeMap<Currency, Rate>,
 }
@@ -329,6 +340,10 @@ fn rules_of(raw: &FileConfig, err: &dyn Fn(&str, String) -> SimError) -> Result<
         let message = format!("must be in 1..={TRADES_MAX_LIMIT}");
         return Err(err("trades_max", message));
     }
+    if !(1..=REFUNDS_PER_TRADE_LIMIT).contains(&raw.refunds_per_trade_max) {
+        let message = format!("must be in 1..={REFUNDS_PER_TRADE_LIMIT}");
+        return Err(err("refunds_per_trade_max", message));
+    }
     if raw.scheduled_events_max < raw.trades_max {
         let message = "must be at least trades_max (each unpaid trade needs a timeout)";
         return Err(err("scheduled_events_max", message.to_owned()));
@@ -342,6 +357,7 @@ fn rules_of(raw: &FileConfig, err: &dyn Fn(&str, String) -> SimError) -> Result<
         resubmit: raw.resubmit,
         trades_max: raw.trades_max,
         scheduled_events_max: raw.scheduled_events_max,
+        refunds_per_trade_max: raw.refunds_per_trade_max,
         rates_to_cny,
     })
 }
@@ -478,6 +494,10 @@ mod tests {
                 "exchange_rates_to_cny.USD",
             ),
             ("[dials]\nfail_rate = 1.5\n", "t.toml: dials.fail_rate:"),
+            (
+                "refunds_per_trade_max = 0\n",
+                "t.toml: refunds_per_trade_max: must be in 1..=10000",
+            ),
             ("[dials]\nnope = 1\n", "unknown field `nope`"),
         ];
         for (prefix, want) in cases {

@@ -267,49 +267,39 @@ mod tests {
     }
 
     fn trade(seq: u64, id: &str, minor: u64, paid: Option<&str>) -> Trade {
-        Trade {
-            seq,
-            partner: "2088101122136241".into(),
-            partner_trans_id: id.into(),
-            alipay_trans_id: format!("20260102{seq:020}"),
-            pay: Some(PayInfo {
-                fingerprint: 0,
-                amount: Amount::from_minor(minor, Currency::USD),
-                trans_name: "x".into(),
-                trans_currency: None,
-                rate_to_cny: Rate::parse("7.10650000").unwrap(),
-                forex_rate: None,
-                trans_create_time: "20260102100000".into(),
-                buyer: Buyer {
-                    login_id: "186****1234".into(),
-                    user_id: "2088000000000001".into(),
-                },
-                extend_info: Some(ExtendInfo {
-                    secondary_merchant_id: "S1".into(),
-                    secondary_merchant_name: "Cafe|Bar".into(),
-                    secondary_merchant_industry: "5812".into(),
-                    store_id: "ST1".into(),
-                    ..ExtendInfo::default()
-                }),
-                notify_url: None,
-                first_answer: (ResultCode::Success, None),
+        let alipay_trans_id = format!("20260102{seq:020}");
+        let created = ms("2026-01-02 10:00:00");
+        let mut t = Trade::new(seq, "2088101122136241", id, alipay_trans_id, created);
+        t.pay = Some(PayInfo {
+            fingerprint: 0,
+            amount: Amount::from_minor(minor, Currency::USD),
+            trans_name: "x".into(),
+            trans_currency: None,
+            rate_to_cny: Rate::parse("7.10650000").unwrap(),
+            forex_rate: None,
+            trans_create_time: "20260102100000".into(),
+            buyer: Buyer {
+                login_id: "186****1234".into(),
+                user_id: "2088000000000001".into(),
+            },
+            extend_info: Some(ExtendInfo {
+                secondary_merchant_id: "S1".into(),
+                secondary_merchant_name: "Cafe|Bar".into(),
+                secondary_merchant_industry: "5812".into(),
+                store_id: "ST1".into(),
+                ..ExtendInfo::default()
             }),
-            status: TradeStatus::TradeSuccess,
-            created_ms: ms("2026-01-02 10:00:00"),
-            paid_ms: paid.map(ms),
-            closed_ms: None,
-            close_reason: None,
-            refunds: Vec::new(),
-            cancel: None,
-            notifications: Vec::new(),
-            cancel_faults: None,
-            refund_unknown_once: false,
-        }
+            notify_url: None,
+            first_answer: (ResultCode::Success, None),
+        });
+        t.status = TradeStatus::TradeSuccess;
+        t.paid_ms = paid.map(ms);
+        t
     }
 
     fn fixture() -> Vec<Trade> {
         let mut paid = trade(1, "T1", 10_000, Some("2026-01-02 10:00:05"));
-        paid.refunds.push(Refund {
+        paid.push_refund(Refund {
             partner_refund_id: "R1".into(),
             amount: Amount::from_minor(2_500, Currency::USD),
             requested_ms: ms("2026-01-02 12:00:00"),
@@ -319,14 +309,14 @@ mod tests {
             notify_url: None,
         });
         let mut reversed = trade(2, "T2", 1_000, Some("2026-01-02 11:00:00"));
-        reversed.cancel = Some(CancelRecord {
+        reversed.record_cancel(CancelRecord {
             at_ms: ms("2026-01-02 11:00:30"),
             action: CancelAction::Refund,
             effect: CancelEffect::Refunded,
             refunded: Some(Amount::from_minor(1_000, Currency::USD)),
         });
         let mut cancelled = trade(3, "T3", 500, None);
-        cancelled.cancel = Some(CancelRecord {
+        cancelled.record_cancel(CancelRecord {
             at_ms: ms("2026-01-02 11:30:00"),
             action: CancelAction::Close,
             effect: CancelEffect::Closed,

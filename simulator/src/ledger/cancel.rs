@@ -159,8 +159,7 @@ impl Ledger {
                 refunded: None,
             }
         };
-        trade.cancel = Some(record);
-        trade.assert_conservation();
+        trade.record_cancel(record);
         record.action
     }
 
@@ -182,7 +181,7 @@ impl Ledger {
         trade.status = TradeStatus::TradeClosed;
         trade.closed_ms = Some(now_ms);
         trade.close_reason = Some(CloseReason::Cancelled);
-        trade.cancel = Some(CancelRecord {
+        trade.record_cancel(CancelRecord {
             at_ms: now_ms,
             action: CancelAction::Close,
             effect: CancelEffect::Closed,

@@ -10,7 +10,9 @@
 //! * a refund of a trade with the 280050 behaviour is applied but answered UNKNOWN (error
 //!   `SYSTEM_ERROR`), once;
 //! * `is_sync=N` answers SUCCESS at once (accepted); the refund completes `async_refund_delay_s`
-//!   later and is notified to the refund's `notify_url`, or else the pay's.
+//!   later and is notified to the refund's `notify_url`, or else the pay's;
+//! * a trade takes at most `refunds_per_trade_max` refunds (pending ones included); one more is
+//!   FAIL [`REFUNDS_EXHAUSTED`] (a retry of an existing `partner_refund_id` still replays).
 
 use std::borrow::Cow;
 
@@ -22,6 +24,8 @@ use super::{Capacity, CloseReason, Event, Ledger, Refund, Trade, TradeKey};
 
 /// Error of a reused `partner_refund_id` with different content (assumed, by analogy with pay).
 pub const REFUND_ID_REUSED: &str = "CONTEXT_INCONSISTENT";
+/// Error of a refund beyond `refunds_per_trade_max` (assumed: Alipay's refund-restriction code).
+pub const REFUNDS_EXHAUSTED: &str = "REFUND_AMT_RESTRICTION";
 
 fn owned(s: &str) -> Option<Cow<'static, str>> {
     Some(Cow::Owned(s.to_owned()))
@@ -74,7 +78,7 @@ impl Ledger {
         let id_key = (req.partner.to_owned(), req.partner_refund_id.to_owned());
         if let Some(owner) = self.refund_ids.get(&id_key) {
             let same = trade
-                .refunds
+                .refunds()
                 .iter()
                 .find(|r| r.partner_refund_id == req.partner_refund_id)
                 .filter(|r| *owner == key && r.amount == req.refund_amount);
@@ -95,6 +99,9 @@ impl Ledger {
         }
         if pay.amount.currency() != req.refund_amount.currency() {
             return Ok(fail(req, "CURRENCY_NOT_SAME"));
+        }
+        if trade.refunds().len() >= self.rules.refunds_per_trade_max {
+            return Ok(fail(req, REFUNDS_EXHAUSTED));
         }
         let total = trade.refunded_total().checked_add(req.refund_amount);
         if total.map_or(true, |t| t.minor() > pay.amount.minor()) {
@@ -140,8 +147,7 @@ impl Ledger {
         let Some(trade) = self.trades.get_mut(key) else {
             unreachable!("the trade was found above");
         };
-        trade.refunds.push(refund.clone());
-        trade.assert_conservation();
+        trade.push_refund(refund.clone());
         close_if_fully_refunded(trade, now_ms);
         let code = if std::mem::take(&mut trade.refund_unknown_once) {
             ResultCode::Unknown
@@ -156,21 +162,15 @@ impl Ledger {
         let Some(trade) = self.trades.get_mut(key) else {
             return;
         };
-        let Some(refund) = trade
-            .refunds
-            .iter_mut()
-            .find(|r| r.partner_refund_id == partner_refund_id && r.completed_ms.is_none())
-        else {
+        let Some(refund) = trade.complete_refund(partner_refund_id, now_ms) else {
             return;
         };
-        refund.completed_ms = Some(now_ms);
         let notice = RefundNotice {
-            partner_refund_id: refund.partner_refund_id.clone(),
+            partner_refund_id: refund.partner_refund_id,
             refund_amount: refund.amount,
             refund_status: "REFUND_SUCCESS".to_owned(),
         };
-        let url = refund.notify_url.clone();
-        trade.assert_conservation();
+        let url = refund.notify_url;
         close_if_fully_refunded(trade, now_ms);
         self.notify(key, Some((notice, url)), now_ms);
     }

@@ -12,6 +12,7 @@ use super::pay::PayInput;
 use super::*;
 use crate::config::{Resubmit, Rules};
 use crate::dials::{CancelFaultMode, PayOutcome, PayPlan};
+use crate::money::Rate;
 
 const P: &str = "2088101122136241";
 /// 2026-01-01 23:50:00 Beijing.
@@ -31,6 +32,7 @@ fn rules() -> Rules {
         resubmit: Resubmit::Reject,
         trades_max: 100,
         scheduled_events_max: 100,
+        refunds_per_trade_max: 100,
         rates_to_cny,
     }
 }
@@ -292,6 +294,45 @@ fn refunds_are_limited_to_the_paid_amount_and_idempotent_by_id() {
     );
     let unpaid = l.refund(&refund_req("T2", "R7", 1, true), T0).unwrap();
     assert_eq!(err(&unpaid.error), "TRADE_STATUS_ERROR");
+}
+
+#[test]
+fn refunds_per_trade_are_limited() {
+    let mut l = Ledger::new(Rules {
+        refunds_per_trade_max: 3,
+        ..rules()
+    });
+    pay(&mut l, &req("T1", 1_000, None), PayOutcome::Paid, 1, T0);
+    for (i, sync) in [true, false, true].into_iter().enumerate() {
+        let id = format!("R{i}");
+        let ok = l.refund(&refund_req("T1", &id, 10, sync), T0).unwrap();
+        assert_eq!(ok.result_code, ResultCode::Success, "{id}");
+    }
+    let over = l.refund(&refund_req("T1", "R3", 10, true), T0).unwrap();
+    assert_eq!(
+        (over.result_code, err(&over.error)),
+        (ResultCode::Fail, "REFUND_AMT_RESTRICTION")
+    );
+    let replay = l.refund(&refund_req("T1", "R0", 10, true), T0).unwrap();
+    assert_eq!(
+        replay.result_code,
+        ResultCode::Success,
+        "a retry still replays"
+    );
+    let t = l.trade(P, "T1").unwrap();
+    assert_eq!(t.refunds().len(), 3);
+    assert_eq!(t.refunded_total().minor(), 30);
+    assert_eq!(t.refunded_done().minor(), 20, "one is pending");
+    l.fire_due(T0 + 5_000);
+    assert_eq!(l.trade(P, "T1").unwrap().refunded_done().minor(), 30);
+    // A cancel adds the rest to the same running totals.
+    let c = l.cancel(P, Some("T1"), None, T0 + 5_000).unwrap();
+    assert_eq!(c.action, Some(CancelAction::Refund));
+    let t = l.trade(P, "T1").unwrap();
+    assert_eq!(
+        (t.refunded_total().minor(), t.refunded_done().minor()),
+        (1_000, 1_000)
+    );
 }
 
 #[test]
