@@ -22,7 +22,7 @@ use crate::config::Rules;
 use crate::dials::Dials;
 use crate::files;
 use crate::ledger::{Notification, Trade};
-use crate::server::{respond, RespBody};
+use crate::server::{body_timed_out, respond, RespBody};
 use crate::state::Shared;
 
 /// Largest admin request body, bytes.
@@ -138,13 +138,19 @@ fn query_param(query: &str, name: &str) -> Option<String> {
     })
 }
 
-async fn read_json(req: Request<Incoming>) -> Result<Value, String> {
-    let body = http_body_util::Limited::new(req.into_body(), ADMIN_BODY_BYTES_MAX)
-        .collect()
-        .await
-        .map_err(|e| format!("cannot read the body: {e}"))?
-        .to_bytes();
-    serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
+/// The JSON body, read within the body read timeout; else the error response to send.
+async fn read_json(req: Request<Incoming>, shared: &Shared) -> Result<Value, Response<RespBody>> {
+    let limited = http_body_util::Limited::new(req.into_body(), ADMIN_BODY_BYTES_MAX).collect();
+    let body = match tokio::time::timeout(shared.body_read_timeout, limited).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) => {
+            let message = format!("cannot read the body: {e}");
+            return Err(error(StatusCode::BAD_REQUEST, &message));
+        }
+        Err(_) => return Err(body_timed_out()),
+    };
+    serde_json::from_slice(&body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("not JSON: {e}")))
 }
 
 /// Routes an admin request.
@@ -174,14 +180,14 @@ pub async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<RespBod
             let dials = shared.lock().dials.clone();
             json_response(StatusCode::OK, &json!(dials))
         }
-        (Method::PUT, ["dials"]) => match read_json(req).await {
+        (Method::PUT, ["dials"]) => match read_json(req, shared).await {
             Ok(patch) => put_dials(shared, &patch),
-            Err(e) => error(StatusCode::BAD_REQUEST, &e),
+            Err(response) => response,
         },
         (Method::GET, ["clock"]) => clock(shared),
-        (Method::POST, ["clock"]) => match read_json(req).await {
+        (Method::POST, ["clock"]) => match read_json(req, shared).await {
             Ok(body) => set_clock(shared, &body),
-            Err(e) => error(StatusCode::BAD_REQUEST, &e),
+            Err(response) => response,
         },
         (Method::GET, ["files", kind @ ("transactions" | "settlement")]) => {
             file(shared, kind, &query)

@@ -85,6 +85,9 @@ pub struct SimOptions {
     pub seed: u64,
     /// PEM certificates to trust for `https://` notify URLs.
     pub notify_ca_pem: Option<Vec<u8>>,
+    /// Real time a request body may take once its head is read; then the connection is
+    /// answered 408 and closed. Default [`server::BODY_READ_TIMEOUT`]; tests make it short.
+    pub body_read_timeout: std::time::Duration,
 }
 
 impl SimOptions {
@@ -101,6 +104,7 @@ impl SimOptions {
             clock_start: None,
             seed: DEFAULT_SEED,
             notify_ca_pem: None,
+            body_read_timeout: server::BODY_READ_TIMEOUT,
         }
     }
 
@@ -194,7 +198,18 @@ impl Simulator {
             .clock_start
             .map_or_else(clock::system_unix_ms, BeijingTime::unix_ms);
         let clock = clock::SimClock::new(start_ms, options.time_scale);
-        let shared = Arc::new(Shared::new(options.config, clock, options.seed));
+        if options.body_read_timeout.is_zero() {
+            return Err(SimError::Option {
+                option: "body_read_timeout",
+                message: "must be positive".to_owned(),
+            });
+        }
+        let shared = Arc::new(Shared::new(
+            options.config,
+            clock,
+            options.seed,
+            options.body_read_timeout,
+        ));
         let https = bind(options.listen).await?;
         let https_addr = local_addr(&https, options.listen)?;
         let http = match options.http_listen {

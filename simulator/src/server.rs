@@ -2,7 +2,9 @@
 //! 502, slow body, 429) the gateway asks for.
 //!
 //! Every connection is bounded: a semaphore caps open connections, hyper's header-read timeout
-//! caps slow heads, bodies over [`BODY_BYTES_MAX`] are answered `ILLEGAL_ARGUMENT` unprocessed.
+//! caps slow heads, a body that does not arrive within [`BODY_READ_TIMEOUT`] (a lib option) is
+//! answered `408` and the connection closed, bodies over [`BODY_BYTES_MAX`] are answered
+//! `ILLEGAL_ARGUMENT` unprocessed.
 //! A reset is a real TCP RST: the connection task keeps a duplicate of the socket's descriptor,
 //! sets `SO_LINGER` to zero on it and drops everything, so the kernel aborts the connection (over
 //! TLS no `close_notify` is sent either). A hang keeps the request unanswered for `hang_ms`, then
@@ -18,7 +20,7 @@ use std::time::Duration;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Bytes, Frame, Incoming};
-use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -34,6 +36,9 @@ use crate::state::Shared;
 pub const CONNECTIONS_MAX: u32 = 4096;
 /// Time allowed for a request head.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Real time allowed for a request body once the head is read (default of
+/// `SimOptions::body_read_timeout`).
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed for a TLS handshake.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest buffered request head, bytes.
@@ -143,8 +148,30 @@ const HTML_502: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\
 /// The 429 page (assumed form of Alipay's throttling).
 const HTML_429: &str = "<html>\r\n<head><title>429 Too Many Requests</title></head>\r\n<body>\r\n<center><h1>429 Too Many Requests</h1></center>\r\n<hr><center>Tengine</center>\r\n</body>\r\n</html>\r\n";
 
-/// Reads a body up to [`BODY_BYTES_MAX`]; `Ok(None)` when it was larger (and drained).
-async fn read_body(mut body: Incoming) -> Result<Option<Vec<u8>>, hyper::Error> {
+/// What reading a request body gave.
+#[derive(Debug)]
+enum BodyRead {
+    /// The whole body.
+    Whole(Vec<u8>),
+    /// Over [`BODY_BYTES_MAX`] (drained up to [`BODY_DRAIN_BYTES_MAX`]).
+    TooLarge,
+    /// Not complete within the body read timeout.
+    Stalled,
+    /// The connection broke or the framing was bad.
+    Broken,
+}
+
+/// Reads a body up to [`BODY_BYTES_MAX`] within `timeout` (real time).
+async fn read_body(body: Incoming, timeout: Duration) -> BodyRead {
+    match tokio::time::timeout(timeout, read_body_untimed(body)).await {
+        Ok(Ok(Some(bytes))) => BodyRead::Whole(bytes),
+        Ok(Ok(None)) => BodyRead::TooLarge,
+        Ok(Err(_)) => BodyRead::Broken,
+        Err(_) => BodyRead::Stalled,
+    }
+}
+
+async fn read_body_untimed(mut body: Incoming) -> Result<Option<Vec<u8>>, hyper::Error> {
     let mut buf = Vec::new();
     let mut total: usize = 0;
     while let Some(frame) = body.frame().await {
@@ -159,6 +186,19 @@ async fn read_body(mut body: Incoming) -> Result<Option<Vec<u8>>, hyper::Error> 
         }
     }
     Ok((total <= BODY_BYTES_MAX).then_some(buf))
+}
+
+/// `408 Request Timeout` with `Connection: close`: the body did not arrive in time, and the
+/// connection is not reused.
+pub fn body_timed_out() -> Response<RespBody> {
+    let mut r = respond(
+        StatusCode::REQUEST_TIMEOUT,
+        "text/plain",
+        "the request body did not arrive in time\n",
+    );
+    r.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    r
 }
 
 async fn handle(
@@ -195,8 +235,8 @@ fn illegal_argument(shared: &Shared) -> Response<RespBody> {
     xml_response(shared, xml)
 }
 
-/// The body of a form POST; `Ok(None)` when it is too large or not a form.
-async fn form_body(req: Request<Incoming>) -> Result<Option<Vec<u8>>, hyper::Error> {
+/// The body of a form POST; `TooLarge` also when it is not a form.
+async fn form_body(req: Request<Incoming>, timeout: Duration) -> BodyRead {
     let form_type = req
         .headers()
         .get(CONTENT_TYPE)
@@ -205,8 +245,10 @@ async fn form_body(req: Request<Incoming>) -> Result<Option<Vec<u8>>, hyper::Err
             v.to_ascii_lowercase()
                 .starts_with(crate::client::FORM_CONTENT_TYPE)
         });
-    let body = read_body(req.into_body()).await?;
-    Ok(body.filter(|_| form_type))
+    match read_body(req.into_body(), timeout).await {
+        BodyRead::Whole(_) if !form_type => BodyRead::TooLarge,
+        read => read,
+    }
 }
 
 async fn handle_gateway(
@@ -220,10 +262,13 @@ async fn handle_gateway(
     }
     let body = match *req.method() {
         Method::GET => Vec::new(),
-        Method::POST => match form_body(req).await {
-            Ok(Some(body)) => body,
-            Ok(None) => return illegal_argument(&shared),
-            Err(_) => return respond(StatusCode::BAD_REQUEST, "text/plain", "bad body\n"),
+        Method::POST => match form_body(req, shared.body_read_timeout).await {
+            BodyRead::Whole(body) => body,
+            BodyRead::TooLarge => return illegal_argument(&shared),
+            BodyRead::Stalled => return body_timed_out(),
+            BodyRead::Broken => {
+                return respond(StatusCode::BAD_REQUEST, "text/plain", "bad body\n")
+            }
         },
         _ => {
             return respond(

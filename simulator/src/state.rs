@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -109,12 +109,14 @@ pub struct Shared {
     pub config: Config,
     /// The simulated clock.
     pub clock: SimClock,
+    /// Real time a request body may take to arrive, once its head is read.
+    pub body_read_timeout: Duration,
     core: Mutex<Core>,
 }
 
 impl Shared {
-    /// State for `config`, the clock and the seed.
-    pub fn new(config: Config, clock: SimClock, seed: u64) -> Shared {
+    /// State for `config`, the clock and the seed; request bodies get `body_read_timeout`.
+    pub fn new(config: Config, clock: SimClock, seed: u64, body_read_timeout: Duration) -> Shared {
         let core = Core {
             ledger: Ledger::new(config.rules.clone()),
             counters: Counters::default(),
@@ -127,6 +129,7 @@ impl Shared {
         Shared {
             config,
             clock,
+            body_read_timeout,
             core: Mutex::new(core),
         }
     }

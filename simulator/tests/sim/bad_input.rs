@@ -1,5 +1,7 @@
 //! Bad input: each gets Alipay's documented gateway code, and nothing changes.
 
+use std::time::{Duration, Instant};
+
 use alipay::{Charset, FormBuilder, Signer};
 use alipay_sim::client::split_charset;
 use alipay_sim::{Config, SimOptions, Simulator};
@@ -249,5 +251,46 @@ async fn resubmissions_and_refund_rules_over_the_wire() {
     assert_eq!(never.field("action").as_deref(), Some("close"));
     let late = sim.call(&pay(RSA2, "I9", 100, NORMAL_CODE, None)).await;
     assert_eq!(late.field("error").as_deref(), Some("TRADE_HAS_CLOSE"));
+    sim.handle.shutdown().await;
+}
+
+/// Sends `head` and the first bytes of a body it announces as longer, then reads until the
+/// server closes; the generous client timeout only stops the test if the server never does.
+async fn stall(addr: std::net::SocketAddr, head: &str) -> (Vec<u8>, Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = Instant::now();
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(b"ab").await.unwrap();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), tcp.read_to_end(&mut got)).await;
+    read.expect("the server closes a stalled connection")
+        .expect("a clean close after the answer");
+    (got, started.elapsed())
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_answered_408_and_the_connection_closed() {
+    let body_read_timeout = Duration::from_millis(300);
+    let sim = start_with(1, |o| o.body_read_timeout = body_read_timeout).await;
+    let addr = sim.handle.http_addr().unwrap();
+    let heads = [
+        "POST /gateway.do HTTP/1.1\r\nHost: sim\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n",
+        "PUT /admin/dials HTTP/1.1\r\nHost: sim\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n",
+    ];
+    for head in heads {
+        let (got, elapsed) = stall(addr, head).await;
+        assert!(elapsed >= body_read_timeout, "{elapsed:?}");
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    }
+    // The simulator still serves, and nothing was processed.
+    assert_eq!(sim.trade_count().await, 0);
+    assert_eq!(
+        sim.admin_get("/admin/counters").await["requests"],
+        serde_json::json!({})
+    );
     sim.handle.shutdown().await;
 }
