@@ -25,7 +25,8 @@ use crate::error::{Result, SimError};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default whole-request timeout (Alipay's SDKs read for about 15 s).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
-/// Largest response body read, bytes (admin listings can be large).
+/// Default largest response body read, bytes (admin listings can be large); see
+/// [`HttpClient::with_response_bytes_max`].
 pub const RESPONSE_BYTES_MAX: usize = 256 * 1024 * 1024;
 /// Most idle connections kept per client.
 pub const IDLE_CONNECTIONS_MAX: usize = 64;
@@ -113,6 +114,7 @@ pub struct HttpClient {
     tls: Option<Arc<rustls::ClientConfig>>,
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
     timeout: Duration,
+    response_bytes_max: usize,
 }
 
 impl HttpClient {
@@ -142,12 +144,19 @@ impl HttpClient {
             tls,
             idle: Mutex::new(Vec::new()),
             timeout: DEFAULT_REQUEST_TIMEOUT,
+            response_bytes_max: RESPONSE_BYTES_MAX,
         }
     }
 
     /// Sets the whole-request timeout.
     pub fn with_timeout(mut self, timeout: Duration) -> HttpClient {
         self.timeout = timeout;
+        self
+    }
+
+    /// Sets the largest response body read; a larger one is [`SimError::ResponseTooLarge`].
+    pub fn with_response_bytes_max(mut self, bytes: usize) -> HttpClient {
+        self.response_bytes_max = bytes;
         self
     }
 
@@ -262,10 +271,22 @@ impl HttpClient {
             .await
             .map_err(|e| unknown(error_chain(&e)))?;
         let (parts, body) = response.into_parts();
-        let body = Limited::new(body, RESPONSE_BYTES_MAX)
+        let limit_bytes = self.response_bytes_max;
+        let body = Limited::new(body, limit_bytes)
             .collect()
             .await
-            .map_err(|e| unknown(format!("reading the body: {e}")))?
+            .map_err(|e| {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    SimError::ResponseTooLarge {
+                        addr: addr.clone(),
+                        limit_bytes,
+                    }
+                } else {
+                    unknown(format!("reading the body: {e}"))
+                }
+            })?
             .to_bytes();
         self.put_idle(sender);
         Ok(HttpResponse {

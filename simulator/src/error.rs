@@ -51,6 +51,9 @@ pub enum SimError {
     /// The request may have left: its outcome at the server is unknown.
     #[error("request to {addr} failed after sending began (outcome unknown): {message}")]
     OutcomeUnknown { addr: String, message: String },
+    /// The response body was larger than the client accepts (the request was processed).
+    #[error("the response from {addr} is over {limit_bytes} bytes")]
+    ResponseTooLarge { addr: String, limit_bytes: usize },
     /// The client's deadline passed.
     #[error("request to {addr} timed out after {timeout_ms} ms (outcome unknown)")]
     Timeout { addr: String, timeout_ms: u64 },

@@ -24,6 +24,9 @@ pub const TICK: Duration = Duration::from_millis(20);
 pub const NOTIFY_CONCURRENCY_MAX: usize = 32;
 /// Real time a receiver gets to answer one attempt.
 pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest reply read from a receiver, bytes: the reply should be `success`; a larger one is a
+/// failed attempt.
+pub const NOTIFY_RESPONSE_BYTES_MAX: usize = 1024;
 /// Simulated delay before a notification that found the queue full is tried again.
 pub const REQUEUE_DELAY_MS: i64 = 1_000;
 /// Largest answer body recorded in an attempt's result.
@@ -140,7 +143,9 @@ async fn attempt(
         Err(e) => return (false, format!("cannot sign: {e}")),
     };
     let path = url.path_and_query.clone();
-    let client = HttpClient::with_tls(url, tls).with_timeout(NOTIFY_TIMEOUT);
+    let client = HttpClient::with_tls(url, tls)
+        .with_timeout(NOTIFY_TIMEOUT)
+        .with_response_bytes_max(NOTIFY_RESPONSE_BYTES_MAX);
     let ct = format!(
         "{}; charset={}",
         crate::client::FORM_CONTENT_TYPE,
@@ -158,6 +163,9 @@ async fn attempt(
             (false, format!("body {text:?}"))
         }
         Ok(r) => (false, format!("status {}", r.status)),
+        Err(crate::SimError::ResponseTooLarge { limit_bytes, .. }) => {
+            (false, format!("reply over {limit_bytes} bytes"))
+        }
         Err(e) => (false, e.to_string()),
     }
 }

@@ -77,7 +77,9 @@ impl Receiver {
 async fn unanswered_notifications_are_resent_on_the_ladder_until_success() {
     // At 200x the 2-minute first resend takes 0.6 s; the 10-minute ones 3 s: advance instead.
     let sim = start(200).await;
-    let mut rx = receiver(&["fail", "not success"]).await;
+    // A reply over NOTIFY_RESPONSE_BYTES_MAX is a failed attempt, whatever it starts with.
+    let huge = format!("success{}", " ".repeat(2048));
+    let mut rx = receiver(&["fail", &huge]).await;
     let url = rx.url.clone();
     let a = sim
         .call(&pay(MD5, "N1", 100, "280001000000000000", Some(&url)))
@@ -105,6 +107,7 @@ async fn unanswered_notifications_are_resent_on_the_ladder_until_success() {
                 .clone();
             assert_eq!(attempts.len(), 3);
             assert_eq!(attempts[0]["result"], "body \"fail\"");
+            assert_eq!(attempts[1]["result"], "reply over 1024 bytes");
             assert_eq!(attempts[2]["result"], "acked");
             acked = true;
             break;
