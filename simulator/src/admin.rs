@@ -2,11 +2,16 @@
 //! the simulated clock, resets, and the reconciliation files — JSON (or the files' text) over the
 //! same listeners as the gateway, so tests check the simulator the way a real client would.
 //!
-//! Routes: `GET /admin/trades[?partner=P]`, `GET /admin/trades/{partner}/{partner_trans_id}`,
+//! Routes: `GET /admin/trades[?partner=P][&after=CURSOR][&limit=N]` (one page in creation order,
+//! with `next_after` to continue from, or `complete: true`),
+//! `GET /admin/trades/{partner}/{partner_trans_id}`,
 //! `GET /admin/counters`, `POST /admin/reset`, `GET|PUT /admin/dials` (PUT takes any subset of
 //! the dials), `GET|POST /admin/clock` (`{"advance_ms": N}` or `{"set": "yyyy-MM-dd HH:mm:ss"}`),
 //! `GET /admin/files/transactions?partner=P&day=YYYY-MM-DD`, `GET /admin/files/settlement?...`.
 //! The buyer code is never shown: it is never stored.
+//!
+//! Listings and files copy what they need under the state lock and build the answer on the
+//! blocking pool after releasing it, so a large read never holds the gateway up for long.
 
 use alipay::{Amount, BeijingDay, BeijingTime};
 use http_body_util::BodyExt;
@@ -27,6 +32,8 @@ use crate::state::Shared;
 
 /// Largest admin request body, bytes.
 pub const ADMIN_BODY_BYTES_MAX: usize = 64 * 1024;
+/// Largest page of `GET /admin/trades` (also the default `limit`).
+pub const TRADES_PAGE_MAX: usize = 100_000;
 
 /// Money as the wire string, the minor units and the currency.
 #[derive(Debug, Serialize)]
@@ -165,7 +172,7 @@ pub async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<RespBod
         .collect();
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     match (method, segs.as_slice()) {
-        (Method::GET, ["trades"]) => trades(shared, query_param(&query, "partner").as_deref()),
+        (Method::GET, ["trades"]) => trades(shared, &query).await,
         (Method::GET, ["trades", partner, id]) => one_trade(shared, partner, id),
         (Method::GET, ["counters"]) => {
             let counters = shared.lock().counters.clone();
@@ -190,34 +197,81 @@ pub async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<RespBod
             Err(response) => response,
         },
         (Method::GET, ["files", kind @ ("transactions" | "settlement")]) => {
-            file(shared, kind, &query)
+            file(shared, kind, &query).await
         }
         _ => error(StatusCode::NOT_FOUND, "no such admin route"),
     }
 }
 
-fn trades(shared: &Shared, partner: Option<&str>) -> Response<RespBody> {
+/// Parses `name` from the query: absent → `default`, else a number in `range`.
+fn number_param(
+    query: &str,
+    name: &str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, String> {
+    let Some(text) = query_param(query, name) else {
+        return Ok(default);
+    };
+    match text.parse::<u64>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => {
+            let (low, high) = (range.start(), range.end());
+            Err(format!("{name} must be a number in {low}..={high}"))
+        }
+    }
+}
+
+/// `GET /admin/trades?partner=P&after=CURSOR&limit=N`: one page, in creation order. The page is
+/// copied under the lock; the JSON is built off the runtime's workers, without the lock.
+async fn trades(shared: &Shared, query: &str) -> Response<RespBody> {
+    let page_max = u64::try_from(TRADES_PAGE_MAX).unwrap_or(u64::MAX);
+    let after = match number_param(query, "after", 0, 0..=u64::MAX) {
+        Ok(n) => n,
+        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+    };
+    let limit = match number_param(query, "limit", page_max, 1..=page_max) {
+        Ok(n) => usize::try_from(n).unwrap_or(TRADES_PAGE_MAX),
+        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+    };
+    let partner = query_param(query, "partner");
     let now = shared.clock.now_ms();
-    let core = shared.lock();
-    let rules = core.ledger.rules();
-    let list: Vec<Value> = core
-        .ledger
-        .trades()
-        .into_iter()
-        .filter(|t| partner.is_none_or(|p| t.partner == p))
-        .map(|t| trade_view(t, now, rules))
-        .collect();
-    json_response(
-        StatusCode::OK,
-        &json!({ "count": list.len(), "trades": list }),
-    )
+    let rules = shared.config.rules.clone();
+    let (page, more) = shared.lock().ledger.page(partner.as_deref(), after, limit);
+    off_the_runtime(move || {
+        let next_after = page.last().filter(|_| more).map(|t| t.seq);
+        let list: Vec<Value> = page.iter().map(|t| trade_view(t, now, &rules)).collect();
+        json_response(
+            StatusCode::OK,
+            &json!({
+                "count": list.len(),
+                "trades": list,
+                "next_after": next_after,
+                "complete": !more,
+            }),
+        )
+    })
+    .await
+}
+
+/// Runs `build` on the blocking pool (serializing large answers must not stall the workers).
+async fn off_the_runtime(
+    build: impl FnOnce() -> Response<RespBody> + Send + 'static,
+) -> Response<RespBody> {
+    match tokio::task::spawn_blocking(build).await {
+        Ok(response) => response,
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the answer could not be built",
+        ),
+    }
 }
 
 fn one_trade(shared: &Shared, partner: &str, id: &str) -> Response<RespBody> {
     let now = shared.clock.now_ms();
-    let core = shared.lock();
-    match core.ledger.trade(partner, id) {
-        Some(t) => json_response(StatusCode::OK, &trade_view(t, now, core.ledger.rules())),
+    let trade = shared.lock().ledger.trade(partner, id).cloned();
+    match trade {
+        Some(t) => json_response(StatusCode::OK, &trade_view(&t, now, &shared.config.rules)),
         None => error(StatusCode::NOT_FOUND, "no such trade"),
     }
 }
@@ -291,7 +345,9 @@ fn set_clock(shared: &Shared, body: &Value) -> Response<RespBody> {
     clock(shared)
 }
 
-fn file(shared: &Shared, kind: &str, query: &str) -> Response<RespBody> {
+/// A reconciliation file: the trades touching the day are copied under the lock, the text is
+/// built off the runtime's workers, without the lock.
+async fn file(shared: &Shared, kind: &str, query: &str) -> Response<RespBody> {
     let Some(partner) = query_param(query, "partner") else {
         return error(StatusCode::BAD_REQUEST, "partner is required");
     };
@@ -301,25 +357,29 @@ fn file(shared: &Shared, kind: &str, query: &str) -> Response<RespBody> {
     let Some(account) = shared.config.accounts.get(&partner) else {
         return error(StatusCode::NOT_FOUND, "no such partner");
     };
-    let core = shared.lock();
-    let trades: Vec<&Trade> = core
-        .ledger
-        .trades()
-        .into_iter()
-        .filter(|t| t.partner == partner)
-        .collect();
     let bps = account.fee_rate_bps;
-    let (name, text) = if kind == "transactions" {
-        let name = files::transactions_file_name(&partner, day);
-        (name, files::transactions_file(&partner, day, bps, &trades))
-    } else {
-        let name = files::settlement_file_name(&partner, day);
-        (name, files::settlement_file(&partner, day, bps, &trades))
-    };
-    drop(core);
-    let mut r = respond(StatusCode::OK, "text/csv; charset=UTF-8", text);
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
-        r.headers_mut().insert(CONTENT_DISPOSITION, v);
-    }
-    r
+    let transactions = kind == "transactions";
+    let trades: Vec<Trade> = shared
+        .lock()
+        .ledger
+        .trades_after(0)
+        .filter(|t| t.partner == partner && files::touches_day(t, day))
+        .cloned()
+        .collect();
+    off_the_runtime(move || {
+        let refs: Vec<&Trade> = trades.iter().collect();
+        let (name, text) = if transactions {
+            let name = files::transactions_file_name(&partner, day);
+            (name, files::transactions_file(&partner, day, bps, &refs))
+        } else {
+            let name = files::settlement_file_name(&partner, day);
+            (name, files::settlement_file(&partner, day, bps, &refs))
+        };
+        let mut r = respond(StatusCode::OK, "text/csv; charset=UTF-8", text);
+        if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+            r.headers_mut().insert(CONTENT_DISPOSITION, v);
+        }
+        r
+    })
+    .await
 }

@@ -323,6 +323,46 @@ impl HttpClient {
     }
 }
 
+/// The admin API's trade listing path.
+pub const ADMIN_TRADES_PATH: &str = "/admin/trades";
+
+impl HttpClient {
+    /// Every trade (of `partner`, if given) from the admin API, in creation order: follows
+    /// `GET /admin/trades` page by page (`after` = the previous page's `next_after`) until a
+    /// page says it is `complete`.
+    pub async fn get_all_trades(&self, partner: Option<&str>) -> Result<Vec<serde_json::Value>> {
+        let filter = partner.map_or(String::new(), |p| format!("&partner={p}"));
+        let mut all = Vec::new();
+        let mut after: u64 = 0;
+        loop {
+            let path = format!("{ADMIN_TRADES_PATH}?after={after}{filter}");
+            let failed = |message: String| SimError::Admin {
+                path: path.clone(),
+                message,
+            };
+            let (status, mut page) = self.get_json(&path).await?;
+            if status != 200 {
+                return Err(failed(format!("status {status}")));
+            }
+            match page.get_mut("trades").map(serde_json::Value::take) {
+                Some(serde_json::Value::Array(trades)) => all.extend(trades),
+                _ => return Err(failed("no trades list".to_owned())),
+            }
+            if page["complete"].as_bool() == Some(true) {
+                return Ok(all);
+            }
+            match page["next_after"].as_u64() {
+                Some(next) if next > after => after = next,
+                _ => {
+                    return Err(failed(
+                        "an incomplete page without a later cursor".to_owned(),
+                    ))
+                }
+            }
+        }
+    }
+}
+
 /// The error and its sources, one line (tells a reset from a close).
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();

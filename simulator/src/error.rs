@@ -54,6 +54,9 @@ pub enum SimError {
     /// The response body was larger than the client accepts (the request was processed).
     #[error("the response from {addr} is over {limit_bytes} bytes")]
     ResponseTooLarge { addr: String, limit_bytes: usize },
+    /// The admin API answered something other than what was asked for.
+    #[error("admin API {path}: {message}")]
+    Admin { path: String, message: String },
     /// The client's deadline passed.
     #[error("request to {addr} timed out after {timeout_ms} ms (outcome unknown)")]
     Timeout { addr: String, timeout_ms: u64 },

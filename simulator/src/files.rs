@@ -82,6 +82,19 @@ struct Row<'t> {
     remark: &'t str,
 }
 
+/// True when `trade` has a row on `day`: paid, a refund completed, or cancelled that day.
+pub fn touches_day(trade: &Trade, day: BeijingDay) -> bool {
+    let start = day.start_unix_ms();
+    let end = day.next().map_or(i64::MAX, BeijingDay::start_unix_ms);
+    let on_day = |ms: i64| (start..end).contains(&ms);
+    trade.paid_ms.is_some_and(on_day)
+        || trade.cancel.is_some_and(|c| on_day(c.at_ms))
+        || trade
+            .refunds
+            .iter()
+            .any(|r| r.completed_ms.is_some_and(on_day))
+}
+
 /// The day's rows of `trades` (of one partner).
 fn rows<'t>(trades: &[&'t Trade], day: BeijingDay, fee_rate_bps: u32) -> Vec<Row<'t>> {
     let start = day.start_unix_ms();

@@ -18,7 +18,7 @@ pub mod schedule;
 mod tests;
 pub mod trade;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use alipay::{TradeStatus, TradeStatusSync};
 
@@ -55,6 +55,8 @@ pub struct NotifyJob {
 pub struct Ledger {
     rules: Rules,
     trades: HashMap<TradeKey, Trade>,
+    /// Creation sequence → trade, for listings in creation order without sorting.
+    by_seq: BTreeMap<u64, TradeKey>,
     by_alipay_id: HashMap<String, TradeKey>,
     refund_ids: HashMap<(String, String), TradeKey>,
     schedule: Schedule,
@@ -68,6 +70,7 @@ impl Ledger {
         Ledger {
             rules,
             trades: HashMap::new(),
+            by_seq: BTreeMap::new(),
             by_alipay_id: HashMap::new(),
             refund_ids: HashMap::new(),
             schedule,
@@ -80,11 +83,33 @@ impl Ledger {
         &self.rules
     }
 
-    /// Every trade, in creation order.
-    pub fn trades(&self) -> Vec<&Trade> {
-        let mut all: Vec<&Trade> = self.trades.values().collect();
-        all.sort_by_key(|t| t.seq);
-        all
+    /// How many trades there are.
+    pub fn len(&self) -> usize {
+        self.trades.len()
+    }
+
+    /// True when there are no trades.
+    pub fn is_empty(&self) -> bool {
+        self.trades.is_empty()
+    }
+
+    /// Trades created after sequence `after`, in creation order.
+    pub fn trades_after(&self, after: u64) -> impl Iterator<Item = &Trade> + '_ {
+        let from = after.saturating_add(1);
+        self.by_seq
+            .range(from..)
+            .filter_map(|(_, key)| self.trades.get(key))
+    }
+
+    /// A page of copies: up to `limit` trades created after `after`, of `partner` if given, in
+    /// creation order; and whether more follow.
+    pub fn page(&self, partner: Option<&str>, after: u64, limit: usize) -> (Vec<Trade>, bool) {
+        let mut matching = self
+            .trades_after(after)
+            .filter(|t| partner.is_none_or(|p| t.partner == p));
+        let page: Vec<Trade> = matching.by_ref().take(limit).cloned().collect();
+        let more = matching.next().is_some();
+        (page, more)
     }
 
     /// One trade.
@@ -130,6 +155,7 @@ impl Ledger {
             now_ms,
         );
         self.by_alipay_id.insert(alipay_trans_id, key.clone());
+        self.by_seq.insert(seq, key.clone());
         self.trades.insert(key.clone(), trade);
         key
     }

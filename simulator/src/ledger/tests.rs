@@ -255,7 +255,7 @@ fn resubmissions_by_policy() {
         T0 + 5,
     );
     assert_eq!(first, again);
-    assert_eq!(replay.trades().len(), 1);
+    assert_eq!(replay.len(), 1);
 }
 
 #[test]
@@ -527,6 +527,35 @@ fn paid_trades_finish_after_the_refund_period() {
     assert_eq!(status(&l, "T1", later), Some(TradeStatus::TradeFinished));
     let r = l.refund(&refund_req("T1", "R1", 1, true), later).unwrap();
     assert_eq!(err(&r.error), "TRADE_STATUS_ERROR");
+}
+
+#[test]
+fn pages_follow_creation_order() {
+    let mut l = Ledger::new(rules());
+    for (fp, id) in (1..).zip(["T1", "T2", "T3", "T4", "T5"]) {
+        pay(&mut l, &req(id, 100, None), PayOutcome::Paid, fp, T0);
+    }
+    l.cancel("2088000000000009", Some("X1"), None, T0).unwrap();
+    let (first, more) = l.page(Some(P), 0, 2);
+    let ids = |page: &[Trade]| -> Vec<String> {
+        page.iter().map(|t| t.partner_trans_id.clone()).collect()
+    };
+    assert_eq!(
+        (ids(&first), more),
+        (vec!["T1".to_owned(), "T2".to_owned()], true)
+    );
+    let (rest, more) = l.page(Some(P), first[1].seq, 10);
+    assert_eq!(ids(&rest), ["T3", "T4", "T5"]);
+    assert!(!more);
+    let (exact, more) = l.page(Some(P), first[1].seq, 3);
+    assert_eq!(
+        (exact.len(), more),
+        (3, false),
+        "the other partner's trade is not 'more'"
+    );
+    let (all, more) = l.page(None, 0, 100);
+    assert_eq!((all.len(), more), (6, false));
+    assert!(l.page(None, all[5].seq, 100).0.is_empty());
 }
 
 #[test]

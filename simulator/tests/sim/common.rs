@@ -248,8 +248,10 @@ impl Sim {
         v
     }
 
+    /// Every trade, through all the pages: `{"count": n, "trades": [...]}`.
     pub async fn trades(&self) -> Value {
-        self.admin_get("/admin/trades").await
+        let all = self.https.http().get_all_trades(None).await.unwrap();
+        json!({ "count": all.len(), "trades": all })
     }
 
     pub async fn trade(&self, partner: &str, id: &str) -> Value {
