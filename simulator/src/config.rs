@@ -263,7 +263,7 @@ impl Config {
     fn from_text(file: &str, text: &str, keys: KeySource<'_>) -> Result<Config> {
         let raw: FileConfig = toml::from_str(text).map_err(|e| SimError::ConfigParse {
             file: file.to_owned(),
-            message: e.to_string(),
+            message: parse_error(text, &e),
         })?;
         let err = |key: &str, message: String| SimError::Config {
             file: file.to_owned(),
@@ -309,6 +309,31 @@ impl Config {
             accounts,
         })
     }
+}
+
+/// A TOML error as "line L, column C: message" — never the source text, which `toml`'s own
+/// `Display` quotes and which may hold an inline `md5_key`. On a line that sets `md5_key` even
+/// the message is withheld, since messages about a bad value can quote the value.
+fn parse_error(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return e.message().trim().to_owned();
+    };
+    let at = span.start.min(text.len());
+    let before = text.get(..at).unwrap_or("");
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = before.matches('\n').count() + 1;
+    let column = before.get(line_start..).map_or(0, |l| l.chars().count()) + 1;
+    let line_text = text.get(line_start..).unwrap_or("");
+    let line_text = line_text.split('\n').next().unwrap_or("").trim_start();
+    let is_key_line = line_text
+        .strip_prefix("md5_key")
+        .is_some_and(|rest| rest.trim_start().starts_with('='));
+    let message = if is_key_line {
+        "md5_key is not a valid TOML string (its value is not shown)"
+    } else {
+        e.message().trim()
+    };
+    format!("line {line}, column {column}: {message}")
 }
 
 fn rules_of(raw: &FileConfig, err: &dyn Fn(&str, String) -> SimError) -> Result<Rules> {
@@ -510,5 +535,31 @@ mod tests {
         assert!(load(&twice).contains("accounts[1].partner"));
         let no_key = ACCOUNT.replace("md5_key = \"k\"\n", "");
         assert!(load(&no_key).contains("accounts[0].md5_key"));
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line_and_never_show_the_source() {
+        const SECRET: &str = "SECRETKEY0123456789abcdef0123456";
+        let broken_values = [
+            format!("\"{SECRET}\" trailing"),
+            SECRET.to_owned(),
+            format!("\"{SECRET}"),
+            "12345678901234567890123456789012".to_owned(),
+            format!("[\"{SECRET}\"]"),
+        ];
+        for value in broken_values {
+            let text = format!(
+                "trade_timeout_s = 180\n[[accounts]]\npartner = \"2088000000000001\"\n\
+                 sign_type = \"MD5\"\nmd5_key = {value}\n"
+            );
+            let got = load(&text);
+            assert!(got.starts_with("t.toml: line "), "{value}: {got}");
+            assert!(!got.contains(SECRET), "{value}: {got}");
+            assert!(!got.contains("1234567890"), "{value}: {got}");
+            assert!(!got.contains("md5_key = "), "{value}: {got}");
+        }
+        let got = load(&format!("trade_timeout_s = = 1\n{ACCOUNT}"));
+        assert!(got.starts_with("t.toml: line 1, column "), "{got}");
+        assert!(!got.contains("trade_timeout_s = ="), "{got}");
     }
 }

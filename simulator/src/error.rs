@@ -20,8 +20,8 @@ pub enum SimError {
         key: String,
         message: String,
     },
-    /// The configuration is not valid TOML of the expected shape (the message names the key,
-    /// line and column).
+    /// The configuration is not valid TOML of the expected shape: the message has the line,
+    /// the column and what is wrong, never the source text (it may hold an inline key).
     #[error("{file}: {message}")]
     ConfigParse { file: String, message: String },
     /// A file could not be read or written.
