@@ -9,8 +9,11 @@
 //!   that refunded a paid trade (amount = what the cancel returned); CANCEL at the cancel time
 //!   of a cancel that closed an unpaid trade (amount = the trade amount, charge 0). A cancel of a
 //!   trade Alipay never saw has no amount and no row.
-//! * `Charge_amount` is Alipay's fee at the account's `fee_rate_bps`, rounded half up; for REFUND
-//!   and REVERSAL rows it is the fee returned on the refunded amount, computed the same way.
+//! * `Charge_amount` is Alipay's fee at the account's `fee_rate_bps`, rounded half up. On REFUND
+//!   and REVERSAL rows it is the fee returned: the fee on everything refunded so far (this row
+//!   included, in the order the refunds took effect) less the fee already returned, capped at
+//!   the payment's fee ([`money::refund_fee`]), so the returns of a fully refunded payment add
+//!   up to exactly its fee however it was split.
 //! * `Remark` is the refund reason on REFUND rows, empty elsewhere; `Operator_name` is empty;
 //!   secondary merchant industry and name come from `extend_info`.
 //! * `Trans_currency`, `Trans_amount` and `Trans_forex_rate` are the pricing currency, the amount
@@ -95,6 +98,60 @@ pub fn touches_day(trade: &Trade, day: BeijingDay) -> bool {
             .any(|r| r.completed_ms.is_some_and(on_day))
 }
 
+/// A refund or a cancel's reversal: money going back to the buyer.
+#[derive(Debug)]
+struct Return<'t> {
+    time_ms: i64,
+    kind: Kind,
+    id: &'t str,
+    amount: Amount,
+    remark: &'t str,
+}
+
+/// Every refund that took effect and the cancel's reversal of `trade`, in the order they took
+/// effect (the rows' order), each with the fee it returns: see [`money::refund_fee`].
+fn returns_with_fees<'t>(
+    trade: &'t Trade,
+    paid: Amount,
+    fee_rate_bps: u32,
+) -> Vec<(Return<'t>, Amount)> {
+    let mut returns: Vec<Return<'t>> = trade
+        .refunds
+        .iter()
+        .filter_map(|r| {
+            Some(Return {
+                time_ms: r.completed_ms?,
+                kind: Kind::Refund,
+                id: &r.partner_refund_id,
+                amount: r.amount,
+                remark: r.reason.as_deref().unwrap_or(""),
+            })
+        })
+        .collect();
+    if let Some(c) = trade.cancel.filter(|c| c.effect == CancelEffect::Refunded) {
+        if let Some(amount) = c.refunded.filter(|a| !a.is_zero()) {
+            returns.push(Return {
+                time_ms: c.at_ms,
+                kind: Kind::Reversal,
+                id: &trade.partner_trans_id,
+                amount,
+                remark: "",
+            });
+        }
+    }
+    returns.sort_by(|a, b| (a.time_ms, a.kind, a.id).cmp(&(b.time_ms, b.kind, b.id)));
+    let (mut refunded, mut returned) =
+        (Amount::zero(paid.currency()), Amount::zero(paid.currency()));
+    let mut out = Vec::with_capacity(returns.len());
+    for r in returns {
+        refunded = refunded.checked_add(r.amount).unwrap_or(paid);
+        let fee = money::refund_fee(paid, refunded, returned, fee_rate_bps);
+        returned = returned.checked_add(fee).unwrap_or(returned);
+        out.push((r, fee));
+    }
+    out
+}
+
 /// The day's rows of `trades` (of one partner).
 fn rows<'t>(trades: &[&'t Trade], day: BeijingDay, fee_rate_bps: u32) -> Vec<Row<'t>> {
     let start = day.start_unix_ms();
@@ -105,50 +162,30 @@ fn rows<'t>(trades: &[&'t Trade], day: BeijingDay, fee_rate_bps: u32) -> Vec<Row
         let Some(pay) = &trade.pay else {
             continue;
         };
-        let row = |time_ms, kind, id, amount: Amount, remark| Row {
+        let row = |time_ms, kind, id, amount: Amount, fee, remark| Row {
             time_ms,
             kind,
             id,
             trade,
             amount,
-            fee: match kind {
-                Kind::Cancel => Amount::zero(amount.currency()),
-                _ => money::fee(amount, fee_rate_bps),
-            },
+            fee,
             rate_to_cny: pay.rate_to_cny,
             remark,
         };
+        let id = trade.partner_trans_id.as_str();
         if let Some(paid) = trade.paid_ms.filter(|&t| on_day(t)) {
-            out.push(row(
-                paid,
-                Kind::Payment,
-                &trade.partner_trans_id,
-                pay.amount,
-                "",
-            ));
+            let fee = money::fee(pay.amount, fee_rate_bps);
+            out.push(row(paid, Kind::Payment, id, pay.amount, fee, ""));
         }
-        for r in &trade.refunds {
-            if let Some(done) = r.completed_ms.filter(|&t| on_day(t)) {
-                let remark = r.reason.as_deref().unwrap_or("");
-                out.push(row(
-                    done,
-                    Kind::Refund,
-                    &r.partner_refund_id,
-                    r.amount,
-                    remark,
-                ));
+        for (r, fee) in returns_with_fees(trade, pay.amount, fee_rate_bps) {
+            if on_day(r.time_ms) {
+                out.push(row(r.time_ms, r.kind, r.id, r.amount, fee, r.remark));
             }
         }
         if let Some(c) = trade.cancel.filter(|c| on_day(c.at_ms)) {
-            let id = &trade.partner_trans_id;
-            match (c.effect, c.refunded) {
-                (CancelEffect::Refunded, Some(a)) => {
-                    out.push(row(c.at_ms, Kind::Reversal, id, a, ""))
-                }
-                (CancelEffect::Closed, _) => {
-                    out.push(row(c.at_ms, Kind::Cancel, id, pay.amount, ""))
-                }
-                _ => {}
+            if c.effect == CancelEffect::Closed {
+                let zero = Amount::zero(pay.amount.currency());
+                out.push(row(c.at_ms, Kind::Cancel, id, pay.amount, zero, ""));
             }
         }
     }
@@ -359,6 +396,63 @@ R1|2026010200000000000000000001|25.00|0.45|USD|2026-01-02 12:00:00|REFUND|damage
             transactions_file_name("2088101122136241", day),
             "2088101122136241_fptrade_20260102.csv"
         );
+    }
+
+    fn refund(id: &str, minor: u64, at: &str) -> Refund {
+        Refund {
+            partner_refund_id: id.into(),
+            amount: Amount::from_minor(minor, Currency::USD),
+            requested_ms: ms(at),
+            completed_ms: Some(ms(at)),
+            is_sync: true,
+            reason: None,
+            notify_url: None,
+        }
+    }
+
+    /// (Transaction_type, Charge_amount) of each row of the day's transaction file.
+    fn charges(trade: &Trade) -> Vec<(String, String)> {
+        let day = BeijingDay::parse("2026-01-02").unwrap();
+        transactions_file("2088101122136241", day, 180, &[trade])
+            .lines()
+            .skip(2)
+            .map(|l| {
+                let f: Vec<&str> = l.split('|').collect();
+                (f[6].to_owned(), f[3].to_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn refund_fees_add_up_to_the_payment_fee() {
+        // 0.84 at 180 bps is charged 0.02; three refunds of 0.28 must return 0.02 in all.
+        let mut t = trade(1, "T1", 84, Some("2026-01-02 10:00:05"));
+        t.push_refund(refund("R1", 28, "2026-01-02 11:00:00"));
+        t.push_refund(refund("R2", 28, "2026-01-02 12:00:00"));
+        t.push_refund(refund("R3", 28, "2026-01-02 13:00:00"));
+        let want = [
+            ("PAYMENT", "0.02"),
+            ("REFUND", "0.01"),
+            ("REFUND", "0.00"),
+            ("REFUND", "0.01"),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(k, f)| ((*k).to_owned(), (*f).to_owned()))
+            .collect();
+        assert_eq!(charges(&t), want);
+        // The same with a cancel's reversal returning the rest.
+        let mut t = trade(2, "T2", 84, Some("2026-01-02 10:00:05"));
+        t.push_refund(refund("R4", 28, "2026-01-02 11:00:00"));
+        t.record_cancel(CancelRecord {
+            at_ms: ms("2026-01-02 11:30:00"),
+            action: CancelAction::Refund,
+            effect: CancelEffect::Refunded,
+            refunded: Some(Amount::from_minor(56, Currency::USD)),
+        });
+        let got = charges(&t);
+        assert_eq!(got[1], ("REFUND".to_owned(), "0.01".to_owned()));
+        assert_eq!(got[2], ("REVERSAL".to_owned(), "0.01".to_owned()));
     }
 
     #[test]

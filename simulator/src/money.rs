@@ -91,6 +91,22 @@ pub fn fee(amount: Amount, fee_rate_bps: u32) -> Amount {
     Amount::from_minor(minor.min(amount.minor()), amount.currency())
 }
 
+/// The fee returned by one refund of a payment of `paid`: the fee on everything refunded so far
+/// (`refunded_after`, this refund included) less the fee already returned (`returned_before`),
+/// capped so that all returns together never exceed the payment's own fee. Rounding happens on
+/// the cumulative amounts, so the returns add up to the payment's fee exactly when it is
+/// refunded in full, however it is split.
+pub fn refund_fee(
+    paid: Amount,
+    refunded_after: Amount,
+    returned_before: Amount,
+    fee_rate_bps: u32,
+) -> Amount {
+    let charged = fee(paid, fee_rate_bps).minor();
+    let due = fee(refunded_after, fee_rate_bps).minor().min(charged);
+    Amount::from_minor(due.saturating_sub(returned_before.minor()), paid.currency())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +160,27 @@ mod tests {
             let got = fee(Amount::from_minor(minor, Currency::USD), bps);
             assert_eq!(got.minor(), want, "{minor} at {bps}");
         }
+    }
+
+    #[test]
+    fn refund_fees_add_up_to_the_payment_fee() {
+        let usd = |minor| Amount::from_minor(minor, Currency::USD);
+        // 0.84 at 180 bps: 1.512 cents -> 0.02. Rounded per refund, three 0.28 refunds would
+        // return 0.01 each, 0.03 in all: more than was charged.
+        assert_eq!(fee(usd(84), 180).minor(), 2);
+        assert_eq!(fee(usd(28), 180).minor(), 1);
+        let mut returned = usd(0);
+        let mut each = Vec::new();
+        for refunded_after in [28, 56, 84] {
+            let r = refund_fee(usd(84), usd(refunded_after), returned, 180);
+            each.push(r.minor());
+            returned = returned.checked_add(r).unwrap();
+        }
+        assert_eq!(each, [1, 0, 1]);
+        assert_eq!(returned.minor(), 2, "exactly the payment's fee");
+        // Never above the charged fee, and never negative.
+        assert_eq!(refund_fee(usd(84), usd(84), usd(2), 180).minor(), 0);
+        assert_eq!(refund_fee(usd(84), usd(28), usd(2), 180).minor(), 0);
     }
 
     #[test]
