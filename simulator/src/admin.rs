@@ -373,7 +373,7 @@ async fn file(shared: &Shared, kind: &str, query: &str) -> Response<RespBody> {
             (name, files::transactions_file(&partner, day, bps, &refs))
         } else {
             let name = files::settlement_file_name(&partner, day);
-            (name, files::settlement_file(&partner, day, bps, &refs))
+            (name, files::settlement_file(day, bps, &refs))
         };
         let mut r = respond(StatusCode::OK, "text/csv; charset=UTF-8", text);
         if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {

@@ -20,9 +20,8 @@
 //!   in it and the pricing-to-settlement rate; without a pricing currency they repeat the
 //!   settlement currency and amount with rate `1.00000000`.
 //! * Amounts are unsigned; the direction is in `Transaction_type` / `Type`.
-//! * The settlement file has a header line like the transaction file's
-//!   (`Partner:{pid}|Settlement_date:{yyyy-MM-dd}|Total_count:{n}`), then the column line. It
-//!   lists the day's PAYMENT rows as `P` and REFUND and REVERSAL rows as `R` (CANCEL moves no
+//! * The settlement file has no header line (spec §8 defines one only for the transaction
+//!   file): its first line is the column line. It lists the day's PAYMENT rows as `P` and REFUND and REVERSAL rows as `R` (CANCEL moves no
 //!   money), all `Status` `L`; `Settlement` = `Amount` − `Fee`; `Rmb_amount` and
 //!   `Rmb_settlement` convert at the trade's rate to CNY (`Rate`, 8 decimals);
 //!   `Settlement_time` is the end of the day, `yyyy-MM-dd 23:59:59`.
@@ -257,23 +256,14 @@ pub fn transactions_file(
     out
 }
 
-/// The settlement file of `partner` for `day`: header, columns, rows.
-pub fn settlement_file(
-    partner: &str,
-    day: BeijingDay,
-    fee_rate_bps: u32,
-    trades: &[&Trade],
-) -> String {
+/// The settlement file of a partner's `trades` for `day`: the column line, then rows (no header
+/// line: spec §8 defines one only for the transaction file).
+pub fn settlement_file(day: BeijingDay, fee_rate_bps: u32, trades: &[&Trade]) -> String {
     let rows: Vec<Row<'_>> = rows(trades, day, fee_rate_bps)
         .into_iter()
         .filter(|r| r.kind != Kind::Cancel)
         .collect();
     let mut out = String::with_capacity(256 + rows.len() * 220);
-    let _ = writeln!(
-        out,
-        "Partner:{partner}|Settlement_date:{day}|Total_count:{}",
-        rows.len()
-    );
     out.push_str(SETTLEMENT_COLUMNS);
     out.push('\n');
     for r in &rows {
@@ -460,9 +450,8 @@ R1|2026010200000000000000000001|25.00|0.45|USD|2026-01-02 12:00:00|REFUND|damage
         let trades = fixture();
         let refs: Vec<&Trade> = trades.iter().collect();
         let day = BeijingDay::parse("2026-01-02").unwrap();
-        let got = settlement_file("2088101122136241", day, 180, &refs);
+        let got = settlement_file(day, 180, &refs);
         let want = "\
-Partner:2088101122136241|Settlement_date:2026-01-02|Total_count:4
 Partner_transaction_id|Transaction_id|Amount|Rmb_amount|Fee|Settlement|Rmb_settlement|Currency|Rate|Payment_time|Settlement_time|Type|Status|Remarks|Secondary_merchant_industry|Secondary_merchant_name|Operator_name|Order_scene|Trans_currency|Trans_amount|Trans_forex_rate
 T1|2026010200000000000000000001|100.00|710.65|1.80|98.20|697.86|USD|7.10650000|2026-01-02 10:00:05|2026-01-02 23:59:59|P|L||5812|Cafe Bar||paymentQrCode|USD|100.00|1.00000000
 T2|2026010200000000000000000002|10.00|71.07|0.18|9.82|69.79|USD|7.10650000|2026-01-02 11:00:00|2026-01-02 23:59:59|P|L||5812|Cafe Bar||paymentQrCode|USD|10.00|1.00000000

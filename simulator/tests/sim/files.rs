@@ -106,11 +106,15 @@ async fn the_settlement_file_lists_payments_and_refunds() {
         .unwrap();
     assert!(disposition.contains("2088101122136241_settle_20260302.csv"));
     let text = String::from_utf8(r.body.to_vec()).unwrap();
-    let rows: Vec<Vec<&str>> = text
-        .lines()
-        .skip(2)
-        .map(|l| l.split('|').collect())
-        .collect();
+    let mut lines = text.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("Partner_transaction_id|Transaction_id|Amount|Rmb_amount|Fee|"),
+        "no header line: the columns come first: {text}"
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split('|').collect()).collect();
     assert_eq!(rows.len(), 4, "{text}");
     let p = rows.iter().find(|r| r[0] == "F1" && r[11] == "P").unwrap();
     assert_eq!(
