@@ -220,7 +220,7 @@ fn run_ledger(
             Answer::Query(ledger.query(q.partner, q.partner_trans_id, q.alipay_trans_id, now_ms))
         }
         Request::Cancel(c) => ledger
-            .cancel(c.partner, c.out_trade_no, c.trade_no, now_ms)
+            .cancel(c.partner, c.out_trade_no, c.trade_no, c.notify_url, now_ms)
             .map_or(Answer::Full, Answer::Cancel),
         Request::Refund(r) => ledger
             .refund(r, now_ms)

@@ -10,6 +10,13 @@
 //!   `action=close` and nothing changes;
 //! * a repeated cancel of a cancelled trade answers SUCCESS with the same action, even after the
 //!   window (cancel is idempotent);
+//! * the status is the one as of now: a `TRADE_FINISHED` trade (refund period over) is FAIL,
+//!   `retry_flag=N`, `detail_error_code` [`CANCEL_FINISHED`], and is not refunded;
+//! * a paid trade whose pending asynchronous refunds already cover the payment is closed
+//!   (`action=refund`) with nothing more returned, so no 0.00 reversal is recorded;
+//! * a cancel that closes or refunds a trade is notified (`trade_status_sync`, `TRADE_CLOSED`)
+//!   to the cancel's `notify_url`, else the pay's; without a refund part, which names a
+//!   `partner_refund_id` that a cancel does not have;
 //! * a trade's misbehaving cancels (magic codes 280040/280041, `cancel_retry_rate`) answer
 //!   FAIL `retry_flag=Y` `SYSTEM_ERROR` or UNKNOWN with no effect, before anything else is
 //!   checked.
@@ -18,12 +25,15 @@ use std::borrow::Cow;
 
 use alipay::{Amount, CancelAction, CancelResponse, ResultCode, TradeStatus};
 
-use super::{CancelEffect, CancelRecord, Capacity, CloseReason, Ledger, TradeKey};
+use super::{CancelEffect, CancelRecord, Capacity, CloseReason, Ledger, Trade};
 use crate::clock::beijing;
 use crate::dials::CancelFaultMode;
 
 /// `detail_error_code` of a cancel outside the window (assumed).
 pub const CANCEL_EXPIRED: &str = "REASON_TRADE_CANCEL_EXPIRED";
+/// `detail_error_code` of a cancel of a `TRADE_FINISHED` trade (assumed: the code a refund of
+/// such a trade gets); `retry_flag=N`.
+pub const CANCEL_FINISHED: &str = "TRADE_STATUS_ERROR";
 
 fn answer(code: ResultCode, out_trade_no: &str, trade_no: Option<&str>) -> CancelResponse<'static> {
     CancelResponse {
@@ -61,12 +71,14 @@ pub fn in_cancel_window(created_ms: i64, now_ms: i64, grace_ms: i64) -> bool {
 }
 
 impl Ledger {
-    /// Handles a cancel at `now_ms` (`trade_no` wins when both are given).
+    /// Handles a cancel at `now_ms` (`trade_no` wins when both are given); a trade it closes or
+    /// refunds is notified to `notify_url`, else to the pay's.
     pub fn cancel(
         &mut self,
         partner: &str,
         out_trade_no: Option<&str>,
         trade_no: Option<&str>,
+        notify_url: Option<&str>,
         now_ms: i64,
     ) -> Result<CancelResponse<'static>, Capacity> {
         let echo_out = out_trade_no.unwrap_or("");
@@ -78,6 +90,7 @@ impl Ledger {
             };
         };
         let grace_ms = self.rules.cancel_grace_ms;
+        let room = self.schedule.has_room(1);
         let Some(trade) = self.trades.get_mut(&key) else {
             return Err(Capacity);
         };
@@ -86,8 +99,8 @@ impl Ledger {
             &trade.partner_trans_id,
             Some(&trade.alipay_trans_id),
         );
+        r.retry_flag = Some(false);
         if let Some(done) = trade.cancel {
-            r.retry_flag = Some(false);
             r.action = Some(done.action);
             return Ok(r);
         }
@@ -97,70 +110,35 @@ impl Ledger {
                 CancelFaultMode::FailRetry => failure(r, true, "SYSTEM_ERROR", "system error"),
                 CancelFaultMode::Unknown => {
                     r.result_code = ResultCode::Unknown;
+                    r.retry_flag = None;
                     r
                 }
             });
         }
         if !in_cancel_window(trade.created_ms, now_ms, grace_ms) {
-            return Ok(failure(
-                r,
-                false,
-                CANCEL_EXPIRED,
-                "cancel window expired, refund instead",
-            ));
+            let des = "cancel window expired, refund instead";
+            return Ok(failure(r, false, CANCEL_EXPIRED, des));
         }
-        let action = self.apply_cancel(&key, now_ms);
-        r.retry_flag = Some(false);
-        r.action = Some(action);
+        let status = trade.status_at(now_ms, &self.rules);
+        if status == TradeStatus::TradeFinished {
+            let des = "trade finished, the refund period is over";
+            return Ok(failure(r, false, CANCEL_FINISHED, des));
+        }
+        let notified =
+            notify_url.is_some() || trade.pay.as_ref().is_some_and(|p| p.notify_url.is_some());
+        let changes = matches!(
+            status,
+            TradeStatus::TradeSuccess | TradeStatus::WaitBuyerPay
+        );
+        if changes && notified && !room {
+            return Err(Capacity);
+        }
+        let record = apply_cancel(trade, status, now_ms);
+        if record.effect != CancelEffect::AlreadyClosed {
+            self.notify(&key, notify_url, None, now_ms);
+        }
+        r.action = Some(record.action);
         Ok(r)
-    }
-
-    /// Closes, refunds or merely records the cancel of an existing trade.
-    fn apply_cancel(&mut self, key: &TradeKey, now_ms: i64) -> CancelAction {
-        let Some(trade) = self.trades.get_mut(key) else {
-            return CancelAction::Close;
-        };
-        let record = if trade.status == TradeStatus::TradeSuccess {
-            let paid = trade
-                .paid_amount()
-                .unwrap_or(Amount::zero(alipay::Currency::CNY));
-            let rest = paid
-                .checked_sub(trade.refunded_total())
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "trade {} refunds exceed payment: {e}",
-                        trade.alipay_trans_id
-                    )
-                });
-            trade.status = TradeStatus::TradeClosed;
-            trade.closed_ms = Some(now_ms);
-            trade.close_reason = Some(CloseReason::CancelRefunded);
-            CancelRecord {
-                at_ms: now_ms,
-                action: CancelAction::Refund,
-                effect: CancelEffect::Refunded,
-                refunded: Some(rest),
-            }
-        } else if trade.status == TradeStatus::WaitBuyerPay {
-            trade.status = TradeStatus::TradeClosed;
-            trade.closed_ms = Some(now_ms);
-            trade.close_reason = Some(CloseReason::Cancelled);
-            CancelRecord {
-                at_ms: now_ms,
-                action: CancelAction::Close,
-                effect: CancelEffect::Closed,
-                refunded: None,
-            }
-        } else {
-            CancelRecord {
-                at_ms: now_ms,
-                action: CancelAction::Close,
-                effect: CancelEffect::AlreadyClosed,
-                refunded: None,
-            }
-        };
-        trade.record_cancel(record);
-        record.action
     }
 
     /// Cancel of a partner_trans_id Alipay never saw: record it closed, so a late pay with that
@@ -196,4 +174,54 @@ impl Ledger {
         r.action = Some(CancelAction::Close);
         Ok(r)
     }
+}
+
+/// Closes (unpaid), refunds the rest of (paid) or merely records (already closed) the cancel of
+/// `trade`, whose status as of now is `status`; returns what was recorded.
+fn apply_cancel(trade: &mut Trade, status: TradeStatus, now_ms: i64) -> CancelRecord {
+    let (action, effect, refunded, reason) = match status {
+        TradeStatus::TradeSuccess => {
+            let paid = trade
+                .paid_amount()
+                .unwrap_or(Amount::zero(alipay::Currency::CNY));
+            let rest = paid
+                .checked_sub(trade.refunded_total())
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "trade {} refunds exceed payment: {e}",
+                        trade.alipay_trans_id
+                    )
+                });
+            // Pending asynchronous refunds may already cover the payment: then nothing is left
+            // to return and no 0.00 reversal is recorded.
+            let refunded = (!rest.is_zero()).then_some(rest);
+            let reason = Some(CloseReason::CancelRefunded);
+            (
+                CancelAction::Refund,
+                CancelEffect::Refunded,
+                refunded,
+                reason,
+            )
+        }
+        TradeStatus::WaitBuyerPay => {
+            let reason = Some(CloseReason::Cancelled);
+            (CancelAction::Close, CancelEffect::Closed, None, reason)
+        }
+        TradeStatus::TradeClosed | TradeStatus::TradeFinished => {
+            (CancelAction::Close, CancelEffect::AlreadyClosed, None, None)
+        }
+    };
+    if let Some(reason) = reason {
+        trade.status = TradeStatus::TradeClosed;
+        trade.closed_ms = Some(now_ms);
+        trade.close_reason = Some(reason);
+    }
+    let record = CancelRecord {
+        at_ms: now_ms,
+        action,
+        effect,
+        refunded,
+    };
+    trade.record_cancel(record);
+    record
 }

@@ -197,7 +197,7 @@ impl Ledger {
             trade.closed_ms = Some(now_ms);
             trade.close_reason = Some(CloseReason::BuyerDeclined);
         }
-        self.notify(key, None, now_ms);
+        self.notify(key, None, None, now_ms);
     }
 
     /// An unpaid trade reaches `trade_timeout_s`.
@@ -211,6 +211,6 @@ impl Ledger {
         trade.status = TradeStatus::TradeClosed;
         trade.closed_ms = Some(now_ms);
         trade.close_reason = Some(CloseReason::Timeout);
-        self.notify(key, None, now_ms);
+        self.notify(key, None, None, now_ms);
     }
 }

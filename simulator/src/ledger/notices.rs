@@ -1,6 +1,13 @@
 //! Notifications in the books: adding a `trade_status_sync` about a trade's new state,
 //! handing due attempts to the sender, recording their results, and Alipay's resend ladder
 //! (spec §7). The sender itself (I/O) is `crate::notify`.
+//!
+//! A trade is notified whenever it reaches a final state or a refund of it takes effect, if a
+//! `notify_url` is known: a pay answered SUCCESS, a buyer's confirmation or refusal, the
+//! timeout, a cancel that closed or refunded it, a synchronous refund, an asynchronous refund's
+//! completion. The URL is the one of the request that caused the change, else the pay's. Each
+//! notification has its own `notify_id` (the trade number and a 4-digit index), kept across its
+//! resends.
 
 use alipay::notify::RefundNotice;
 use alipay::TradeStatusSync;
@@ -21,11 +28,13 @@ pub const NOTIFY_LADDER_MS: [i64; 7] = [
 
 impl Ledger {
     /// Adds a notification about the trade's current state (and `refund`, if about one) and
-    /// schedules its first attempt now. Without a URL nothing is sent.
+    /// schedules its first attempt now, to `url` (the causing request's `notify_url`) or else
+    /// the pay's. Without either nothing is sent.
     pub(super) fn notify(
         &mut self,
         key: &TradeKey,
-        refund: Option<(RefundNotice, Option<String>)>,
+        url: Option<&str>,
+        refund: Option<RefundNotice>,
         now_ms: i64,
     ) {
         let Some(trade) = self.trades.get_mut(key) else {
@@ -34,8 +43,7 @@ impl Ledger {
         let Some(pay) = &trade.pay else {
             return;
         };
-        let refund_url = refund.as_ref().and_then(|(_, url)| url.clone());
-        let Some(url) = refund_url.or_else(|| pay.notify_url.clone()) else {
+        let Some(url) = url.map(str::to_owned).or_else(|| pay.notify_url.clone()) else {
             return;
         };
         let index = trade.notifications.len();
@@ -47,7 +55,7 @@ impl Ledger {
             trade_status: trade.status,
             total_fee: pay.amount,
             gmt_payment: trade.paid_ms.map(beijing),
-            refund: refund.map(|(notice, _)| notice),
+            refund,
         };
         let due = self.schedule.push(
             now_ms,

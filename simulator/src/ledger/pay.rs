@@ -66,7 +66,9 @@ impl Ledger {
         let events = match input.plan.outcome {
             PayOutcome::UnknownThenPaid | PayOutcome::UnknownThenClosed => 2,
             PayOutcome::UnknownNeverActs => 1,
-            PayOutcome::Paid | PayOutcome::Fail(_) => 0,
+            // Paid at once: notified at once, when there is a URL.
+            PayOutcome::Paid => usize::from(req.notify_url.is_some()),
+            PayOutcome::Fail(_) => 0,
         };
         if !self.has_room(events) {
             return Err(Capacity);
@@ -91,6 +93,9 @@ impl Ledger {
         };
         let key = self.insert(req.partner, req.partner_trans_id, now_ms);
         self.start(&key, info, input.plan, now_ms);
+        if input.plan.outcome == PayOutcome::Paid {
+            self.notify(&key, None, None, now_ms);
+        }
         let trade = &self.trades[&key];
         Ok(pay_response(trade, first_answer.0, first_answer.1))
     }

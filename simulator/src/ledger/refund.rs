@@ -10,7 +10,8 @@
 //! * a refund of a trade with the 280050 behaviour is applied but answered UNKNOWN (error
 //!   `SYSTEM_ERROR`), once;
 //! * `is_sync=N` answers SUCCESS at once (accepted); the refund completes `async_refund_delay_s`
-//!   later and is notified to the refund's `notify_url`, or else the pay's;
+//!   later and is notified to the refund's `notify_url`, or else the pay's; a synchronous refund
+//!   is notified the same way at once (a replay is not notified again);
 //! * a trade takes at most `refunds_per_trade_max` refunds (pending ones included); one more is
 //!   FAIL [`REFUNDS_EXHAUSTED`] (a retry of an existing `partner_refund_id` still replays).
 
@@ -24,6 +25,8 @@ use super::{Capacity, CloseReason, Event, Ledger, Refund, Trade, TradeKey};
 
 /// Error of a reused `partner_refund_id` with different content (assumed, by analogy with pay).
 pub const REFUND_ID_REUSED: &str = "CONTEXT_INCONSISTENT";
+/// `refund_status` of a refund that took effect (assumed, spec §7).
+pub const REFUND_SUCCESS: &str = "REFUND_SUCCESS";
 /// Error of a refund beyond `refunds_per_trade_max` (assumed: Alipay's refund-restriction code).
 pub const REFUNDS_EXHAUSTED: &str = "REFUND_AMT_RESTRICTION";
 
@@ -107,7 +110,9 @@ impl Ledger {
         if total.map_or(true, |t| t.minor() > pay.amount.minor()) {
             return Ok(fail(req, "RETURN_AMOUNT_EXCEED"));
         }
-        if !req.is_sync && !self.schedule.has_room(1) {
+        // An asynchronous refund needs its completion event; a synchronous one its notification.
+        let notified = req.notify_url.is_some() || pay.notify_url.is_some();
+        if (!req.is_sync || notified) && !self.schedule.has_room(1) {
             return Err(Capacity);
         }
         Ok(self.apply_refund(&key, req, now_ms))
@@ -154,7 +159,12 @@ impl Ledger {
         } else {
             ResultCode::Success
         };
-        refunded(trade, &refund, code)
+        let answer = refunded(trade, &refund, code);
+        if refund.is_sync {
+            let notice = refund_notice(&refund);
+            self.notify(key, refund.notify_url.as_deref(), Some(notice), now_ms);
+        }
+        answer
     }
 
     /// An asynchronous refund takes effect; notified.
@@ -165,14 +175,18 @@ impl Ledger {
         let Some(refund) = trade.complete_refund(partner_refund_id, now_ms) else {
             return;
         };
-        let notice = RefundNotice {
-            partner_refund_id: refund.partner_refund_id,
-            refund_amount: refund.amount,
-            refund_status: "REFUND_SUCCESS".to_owned(),
-        };
-        let url = refund.notify_url;
         close_if_fully_refunded(trade, now_ms);
-        self.notify(key, Some((notice, url)), now_ms);
+        let notice = refund_notice(&refund);
+        self.notify(key, refund.notify_url.as_deref(), Some(notice), now_ms);
+    }
+}
+
+/// The refund part of a notification about a refund that took effect.
+fn refund_notice(refund: &Refund) -> RefundNotice {
+    RefundNotice {
+        partner_refund_id: refund.partner_refund_id.clone(),
+        refund_amount: refund.amount,
+        refund_status: REFUND_SUCCESS.to_owned(),
     }
 }
 

@@ -7,7 +7,7 @@ use alipay::{
     ResultCode, Secret, TradeStatus,
 };
 
-use super::cancel::{in_cancel_window, CANCEL_EXPIRED};
+use super::cancel::{in_cancel_window, CANCEL_EXPIRED, CANCEL_FINISHED};
 use super::pay::PayInput;
 use super::*;
 use crate::config::{Resubmit, Rules};
@@ -326,7 +326,7 @@ fn refunds_per_trade_are_limited() {
     l.fire_due(T0 + 5_000);
     assert_eq!(l.trade(P, "T1").unwrap().refunded_done().minor(), 30);
     // A cancel adds the rest to the same running totals.
-    let c = l.cancel(P, Some("T1"), None, T0 + 5_000).unwrap();
+    let c = l.cancel(P, Some("T1"), None, None, T0 + 5_000).unwrap();
     assert_eq!(c.action, Some(CancelAction::Refund));
     let t = l.trade(P, "T1").unwrap();
     assert_eq!(
@@ -345,11 +345,14 @@ fn async_refunds_reserve_the_amount_then_complete_and_notify() {
         1,
         T0,
     );
+    let paid = l.fire_due(T0);
+    assert_eq!(paid.len(), 1, "the pay itself is notified");
     let accepted = l.refund(&refund_req("T1", "R1", 1_000, false), T0).unwrap();
     assert_eq!(accepted.result_code, ResultCode::Success);
     assert_eq!(status(&l, "T1", T0), Some(TradeStatus::TradeSuccess));
     let more = l.refund(&refund_req("T1", "R2", 1, true), T0).unwrap();
     assert_eq!(err(&more.error), "RETURN_AMOUNT_EXCEED");
+    assert!(l.fire_due(T0 + 4_999).is_empty(), "accepted is not done");
     let jobs = l.fire_due(T0 + 5_000);
     assert_eq!(jobs.len(), 1);
     let notice = jobs[0].message.refund.clone().unwrap();
@@ -387,7 +390,7 @@ fn the_cancel_window_is_the_beijing_day_plus_grace() {
     let mut l = Ledger::new(rules());
     pay(&mut l, &req("T1", 100, None), PayOutcome::Paid, 1, T0);
     pay(&mut l, &req("T2", 100, None), PayOutcome::Paid, 2, T0);
-    let late = l.cancel(P, Some("T1"), None, T0 + 25 * MIN).unwrap();
+    let late = l.cancel(P, Some("T1"), None, None, T0 + 25 * MIN).unwrap();
     assert_eq!(late.result_code, ResultCode::Fail);
     assert_eq!(late.retry_flag, Some(false));
     assert_eq!(late.detail_error_code.as_deref(), Some(CANCEL_EXPIRED));
@@ -396,7 +399,7 @@ fn the_cancel_window_is_the_beijing_day_plus_grace() {
         Some(TradeStatus::TradeSuccess)
     );
     let grace = l
-        .cancel(P, Some("T2"), None, T0 + 25 * MIN - 1_000)
+        .cancel(P, Some("T2"), None, None, T0 + 25 * MIN - 1_000)
         .unwrap();
     assert_eq!(grace.action, Some(CancelAction::Refund));
 }
@@ -404,7 +407,7 @@ fn the_cancel_window_is_the_beijing_day_plus_grace() {
 #[test]
 fn cancel_closes_refunds_and_repeats() {
     let mut l = Ledger::new(rules());
-    let never = l.cancel(P, Some("T0"), None, T0).unwrap();
+    let never = l.cancel(P, Some("T0"), None, None, T0).unwrap();
     assert_eq!(
         (never.result_code, never.action),
         (ResultCode::Success, Some(CancelAction::Close))
@@ -418,24 +421,24 @@ fn cancel_closes_refunds_and_repeats() {
         2,
         T0,
     );
-    let closed = l.cancel(P, Some("T1"), None, T0).unwrap();
+    let closed = l.cancel(P, Some("T1"), None, None, T0).unwrap();
     assert_eq!(closed.action, Some(CancelAction::Close));
     assert_eq!(status(&l, "T1", T0), Some(TradeStatus::TradeClosed));
     let r = pay(&mut l, &req("T2", 500, None), PayOutcome::Paid, 3, T0);
     l.refund(&refund_req("T2", "R1", 200, true), T0).unwrap();
     let by_no = r.alipay_trans_id.as_deref();
-    let refunded = l.cancel(P, Some("ignored"), by_no, T0).unwrap();
+    let refunded = l.cancel(P, Some("ignored"), by_no, None, T0).unwrap();
     assert_eq!(refunded.action, Some(CancelAction::Refund));
     let t = l.trade(P, "T2").unwrap();
     assert_eq!(t.cancel.unwrap().refunded.unwrap().minor(), 300);
     assert_eq!(t.refunded_total().minor(), 500);
-    let repeat = l.cancel(P, Some("T2"), None, T0 + 60 * MIN).unwrap();
+    let repeat = l.cancel(P, Some("T2"), None, None, T0 + 60 * MIN).unwrap();
     assert_eq!(
         (repeat.result_code, repeat.action),
         (ResultCode::Success, Some(CancelAction::Refund))
     );
     let unknown_no = l
-        .cancel(P, None, Some("2026010199999999999999999999"), T0)
+        .cancel(P, None, Some("2026010199999999999999999999"), None, T0)
         .unwrap();
     assert_eq!(
         unknown_no.detail_error_code.as_deref(),
@@ -457,7 +460,7 @@ fn misbehaving_cancels_fail_retryably_then_succeed() {
         };
         l.pay(&input, T0).unwrap();
         for _ in 0..3 {
-            let r = l.cancel(P, Some("T1"), None, T0).unwrap();
+            let r = l.cancel(P, Some("T1"), None, None, T0).unwrap();
             match mode {
                 CancelFaultMode::FailRetry => {
                     assert_eq!(
@@ -470,7 +473,7 @@ fn misbehaving_cancels_fail_retryably_then_succeed() {
             }
             assert_eq!(status(&l, "T1", T0), Some(TradeStatus::TradeSuccess));
         }
-        let r = l.cancel(P, Some("T1"), None, T0).unwrap();
+        let r = l.cancel(P, Some("T1"), None, None, T0).unwrap();
         assert_eq!(r.action, Some(CancelAction::Refund));
     }
 }
@@ -535,7 +538,8 @@ fn pages_follow_creation_order() {
     for (fp, id) in (1..).zip(["T1", "T2", "T3", "T4", "T5"]) {
         pay(&mut l, &req(id, 100, None), PayOutcome::Paid, fp, T0);
     }
-    l.cancel("2088000000000009", Some("X1"), None, T0).unwrap();
+    l.cancel("2088000000000009", Some("X1"), None, None, T0)
+        .unwrap();
     let (first, more) = l.page(Some(P), 0, 2);
     let ids = |page: &[Trade]| -> Vec<String> {
         page.iter().map(|t| t.partner_trans_id.clone()).collect()
@@ -571,7 +575,7 @@ fn capacity_is_bounded() {
         plan: PayPlan::PAID,
     };
     assert_eq!(l.pay(&input, T0), Err(Capacity));
-    assert_eq!(l.cancel(P, Some("T3"), None, T0), Err(Capacity));
+    assert_eq!(l.cancel(P, Some("T3"), None, None, T0), Err(Capacity));
 }
 
 #[test]
@@ -595,5 +599,122 @@ fn time_arithmetic_saturates_at_the_end_of_time() {
     l.refund(&refund_req("T1", "R1", 10, false), i64::MAX)
         .unwrap();
     // Outside any calendar: the cancel window is computed, not overflowed.
-    l.cancel(P, Some("T1"), None, i64::MAX).unwrap();
+    l.cancel(P, Some("T1"), None, None, i64::MAX).unwrap();
+}
+
+#[test]
+fn every_final_state_is_notified_once_with_its_own_id() {
+    let mut l = Ledger::new(rules());
+    pay(
+        &mut l,
+        &req("T1", 1_000, Some("http://h/pay")),
+        PayOutcome::Paid,
+        1,
+        T0,
+    );
+    let paid = l.fire_due(T0);
+    assert_eq!(paid.len(), 1);
+    assert_eq!(
+        (paid[0].message.trade_status, paid[0].url.as_str()),
+        (TradeStatus::TradeSuccess, "http://h/pay")
+    );
+    assert!(paid[0].message.gmt_payment.is_some());
+    let mut partial = refund_req("T1", "R1", 300, true);
+    partial.notify_url = Some("http://h/refund");
+    l.refund(&partial, T0).unwrap();
+    l.refund(&partial, T0).unwrap(); // a replay: not notified again
+    let refunded = l.fire_due(T0);
+    assert_eq!(refunded.len(), 1);
+    let m = &refunded[0].message;
+    assert_eq!(
+        (m.trade_status, refunded[0].url.as_str()),
+        (TradeStatus::TradeSuccess, "http://h/refund")
+    );
+    assert_eq!(m.refund.as_ref().unwrap().refund_amount.minor(), 300);
+    let c = l.cancel(P, Some("T1"), None, None, T0).unwrap();
+    assert_eq!(c.action, Some(CancelAction::Refund));
+    let closed = l.fire_due(T0);
+    assert_eq!(closed.len(), 1);
+    assert_eq!(
+        (closed[0].message.trade_status, closed[0].url.as_str()),
+        (TradeStatus::TradeClosed, "http://h/pay"),
+        "the cancel had no notify_url: the pay's"
+    );
+    assert!(closed[0].message.refund.is_none());
+    l.cancel(P, Some("T1"), None, None, T0).unwrap(); // a repeat changes nothing
+    assert!(l.fire_due(T0).is_empty());
+    let ids: std::collections::BTreeSet<&str> = [&paid[0], &refunded[0], &closed[0]]
+        .iter()
+        .map(|j| j.message.notify_id.as_str())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    // Without a pay URL, a cancel's own URL is used; closing an unpaid trade is notified too.
+    pay(
+        &mut l,
+        &req("T2", 100, None),
+        PayOutcome::UnknownNeverActs,
+        2,
+        T0,
+    );
+    l.cancel(P, Some("T2"), None, Some("http://h/cancel"), T0)
+        .unwrap();
+    let jobs = l.fire_due(T0);
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        (jobs[0].message.trade_status, jobs[0].url.as_str()),
+        (TradeStatus::TradeClosed, "http://h/cancel")
+    );
+    // No URL anywhere: nothing.
+    pay(&mut l, &req("T3", 100, None), PayOutcome::Paid, 3, T0);
+    l.cancel(P, Some("T3"), None, None, T0).unwrap();
+    assert!(l.fire_due(T0).is_empty());
+}
+
+#[test]
+fn a_cancel_uses_the_status_as_of_now() {
+    let mut l = Ledger::new(Rules {
+        refund_period_ms: MIN,
+        ..rules()
+    });
+    pay(&mut l, &req("T1", 100, None), PayOutcome::Paid, 1, T0);
+    let later = T0 + 2 * MIN; // inside the cancel window, past the refund period
+    assert_eq!(status(&l, "T1", later), Some(TradeStatus::TradeFinished));
+    let r = l.cancel(P, Some("T1"), None, None, later).unwrap();
+    assert_eq!(
+        (r.result_code, r.retry_flag),
+        (ResultCode::Fail, Some(false))
+    );
+    assert_eq!(r.detail_error_code.as_deref(), Some(CANCEL_FINISHED));
+    let t = l.trade(P, "T1").unwrap();
+    assert!(t.cancel().is_none());
+    assert!(t.refunded_total().is_zero());
+    assert_eq!(status(&l, "T1", later), Some(TradeStatus::TradeFinished));
+}
+
+#[test]
+fn a_cancel_after_pending_refunds_cover_the_payment_returns_nothing_more() {
+    let mut l = Ledger::new(rules());
+    pay(&mut l, &req("T1", 1_000, None), PayOutcome::Paid, 1, T0);
+    l.refund(&refund_req("T1", "R1", 600, false), T0).unwrap();
+    l.refund(&refund_req("T1", "R2", 400, false), T0).unwrap();
+    let r = l.cancel(P, Some("T1"), None, None, T0 + 1).unwrap();
+    assert_eq!(
+        (r.result_code, r.action),
+        (ResultCode::Success, Some(CancelAction::Refund))
+    );
+    let t = l.trade(P, "T1").unwrap();
+    let record = t.cancel().unwrap();
+    assert_eq!(
+        (record.effect, record.refunded),
+        (CancelEffect::Refunded, None),
+        "no 0.00 reversal"
+    );
+    assert_eq!(t.status, TradeStatus::TradeClosed);
+    assert_eq!(t.refunded_total().minor(), 1_000);
+    l.fire_due(T0 + 5_000);
+    let t = l.trade(P, "T1").unwrap();
+    assert_eq!(
+        (t.refunded_total().minor(), t.refunded_done().minor()),
+        (1_000, 1_000)
+    );
 }

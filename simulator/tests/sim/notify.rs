@@ -144,3 +144,53 @@ async fn async_refunds_complete_later_and_notify() {
     assert!(t["refunds"][0]["completed_at"].is_string());
     sim.handle.shutdown().await;
 }
+
+#[tokio::test]
+async fn synchronous_results_are_notified_too() {
+    let sim = start(1).await;
+    let mut rx = receiver(&[]).await;
+    let url = rx.url.clone();
+    let paid = sim
+        .call(&pay(RSA2, "SN1", 1_000, NORMAL_CODE, Some(&url)))
+        .await;
+    assert_eq!(paid.result(), "SUCCESS");
+    let n1 = rx.next(RSA2).await;
+    assert_eq!(
+        (n1.out_trade_no.as_str(), n1.trade_status),
+        ("SN1", alipay::TradeStatus::TradeSuccess)
+    );
+    assert!(n1.gmt_payment.is_some() && n1.refund.is_none());
+    let r = sim.call(&refund(RSA2, "SN1", "SN1-R1", 300)).await;
+    assert_eq!(r.result(), "SUCCESS");
+    let n2 = rx.next(RSA2).await;
+    assert_eq!(n2.trade_status, alipay::TradeStatus::TradeSuccess);
+    let notice = n2.refund.unwrap();
+    assert_eq!(
+        (
+            notice.partner_refund_id.as_str(),
+            notice.refund_amount.minor()
+        ),
+        ("SN1-R1", 300)
+    );
+    let c = sim.call(&cancel(RSA2, "SN1")).await;
+    assert_eq!(c.field("action").as_deref(), Some("refund"));
+    let n3 = rx.next(RSA2).await;
+    assert_eq!(n3.trade_status, alipay::TradeStatus::TradeClosed);
+    let ids = [&n1.notify_id, &n2.notify_id, &n3.notify_id];
+    assert!(
+        ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2],
+        "{ids:?}"
+    );
+    // A cancel that closes an unpaid trade is notified to the pay's URL.
+    let waiting = sim
+        .call(&pay(RSA2, "SN2", 100, "280003000000000000", Some(&url)))
+        .await;
+    assert_eq!(waiting.result(), "UNKNOWN");
+    sim.call(&cancel(RSA2, "SN2")).await;
+    let n4 = rx.next(RSA2).await;
+    assert_eq!(
+        (n4.out_trade_no.as_str(), n4.trade_status),
+        ("SN2", alipay::TradeStatus::TradeClosed)
+    );
+    sim.handle.shutdown().await;
+}
