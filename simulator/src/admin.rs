@@ -166,7 +166,7 @@ pub async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<RespBod
     let query = req.uri().query().unwrap_or("").to_owned();
     let method = req.method().clone();
     let segments: Vec<String> = path
-        .trim_start_matches("/admin/")
+        .trim_start_matches(crate::server::ADMIN_PREFIX)
         .split('/')
         .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
         .collect();

@@ -6,7 +6,9 @@
 //! (`notify_queue_max`; when full, the attempt is rescheduled a simulated second later), and a
 //! dispatcher sends them concurrently (at most [`NOTIFY_CONCURRENCY_MAX`] at once) with a real
 //! timeout, so a slow receiver never blocks the gateway or the other receivers. Each attempt is
-//! recorded on its trade; unacknowledged ones are retried on Alipay's ladder.
+//! recorded on its trade; unacknowledged ones are retried on Alipay's ladder. A `notify_url`
+//! whose path is one of the simulator's own routes (`/gateway.do`, `/admin/...`) is never
+//! POSTed, whatever the host: the attempt is recorded as failed ([`REFUSED_OWN_ROUTE`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +18,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::client::{HttpClient, Url};
 use crate::ledger::NotifyJob;
+use crate::server::{route, Route};
 use crate::state::Shared;
 
 /// Real time between ticks.
@@ -29,6 +32,11 @@ pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const NOTIFY_RESPONSE_BYTES_MAX: usize = 1024;
 /// Simulated delay before a notification that found the queue full is tried again.
 pub const REQUEUE_DELAY_MS: i64 = 1_000;
+/// The result of an attempt at a `notify_url` whose path is one of the simulator's own routes
+/// (`/gateway.do`, `/admin/...`): never POSTed, on any host, so a notification can never drive
+/// the simulator itself.
+pub const REFUSED_OWN_ROUTE: &str =
+    "refused: the notify_url path is one of the simulator's own routes (/gateway.do, /admin/)";
 /// Largest answer body recorded in an attempt's result.
 const RESULT_BODY_CHARS_MAX: usize = 64;
 
@@ -131,6 +139,10 @@ async fn attempt(
     let Some(url) = Url::parse(&job.url) else {
         return (false, "not an http(s) URL".to_owned());
     };
+    let path = url.path_and_query.split('?').next().unwrap_or("");
+    if route(path) != Route::None {
+        return (false, REFUSED_OWN_ROUTE.to_owned());
+    }
     if url.tls && tls.is_none() {
         return (false, "https notify_url needs --notify-ca".to_owned());
     }

@@ -201,19 +201,43 @@ pub fn body_timed_out() -> Response<RespBody> {
     r
 }
 
+/// The prefix of the admin API's paths.
+pub const ADMIN_PREFIX: &str = "/admin/";
+
+/// What a request path (without the query) reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `/gateway.do`.
+    Gateway,
+    /// `/admin/...`.
+    Admin,
+    /// Nothing: 404.
+    None,
+}
+
+/// Routes a path exactly as the listeners do (raw, not percent-decoded). The notification
+/// sender uses it too, to refuse a `notify_url` that would reach the simulator's own gateway or
+/// admin API (a pay with `notify_url=.../admin/reset` would otherwise wipe the books).
+pub fn route(path: &str) -> Route {
+    if path == crate::client::GATEWAY_PATH {
+        Route::Gateway
+    } else if path.starts_with(ADMIN_PREFIX) {
+        Route::Admin
+    } else {
+        Route::None
+    }
+}
+
 async fn handle(
     req: Request<Incoming>,
     shared: Arc<Shared>,
     abort: mpsc::Sender<Abort>,
 ) -> Result<Response<RespBody>, Infallible> {
-    let path = req.uri().path();
-    if path == crate::client::GATEWAY_PATH {
-        return Ok(handle_gateway(req, shared, abort).await);
-    }
-    if path.starts_with("/admin/") {
-        return Ok(crate::admin::handle(req, &shared).await);
-    }
-    Ok(respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"))
+    Ok(match route(req.uri().path()) {
+        Route::Gateway => handle_gateway(req, shared, abort).await,
+        Route::Admin => crate::admin::handle(req, &shared).await,
+        Route::None => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+    })
 }
 
 fn xml_response(shared: &Shared, xml: Vec<u8>) -> Response<RespBody> {

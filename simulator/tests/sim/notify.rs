@@ -194,3 +194,41 @@ async fn synchronous_results_are_notified_too() {
     );
     sim.handle.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_notify_url_at_the_simulators_own_routes_is_never_posted() {
+    let sim = start(1).await;
+    let base = sim.handle.http_url().unwrap();
+    let targets = [
+        format!("{base}/admin/reset"),
+        format!("{}/admin/reset", sim.handle.https_url()),
+        format!("{base}/gateway.do?service=x"),
+    ];
+    for (i, url) in targets.iter().enumerate() {
+        let id = format!("SELF{i}");
+        let a = sim.call(&pay(RSA2, &id, 100, NORMAL_CODE, Some(url))).await;
+        assert_eq!(a.result(), "SUCCESS");
+    }
+    let mut refused = 0;
+    for _ in 0..300 {
+        refused = 0;
+        for i in 0..targets.len() {
+            let t = sim.trade(RSA2, &format!("SELF{i}")).await;
+            let result = &t["notifications"][0]["attempts"][0]["result"];
+            if result.as_str().is_some_and(|r| r.starts_with("refused")) {
+                refused += 1;
+            }
+        }
+        if refused == targets.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(refused, targets.len());
+    assert_eq!(sim.trade_count().await, 3, "nothing was reset");
+    let counters = sim.admin_get("/admin/counters").await;
+    assert_eq!(counters["notifications"]["failed"], 3);
+    assert_eq!(counters["rejections"], serde_json::json!({}));
+    assert_eq!(counters["requests"]["pay"]["SUCCESS"], 3);
+    sim.handle.shutdown().await;
+}
