@@ -114,6 +114,9 @@ struct Cli {
     /// Override dial throttle_rps: per-partner requests per second, 0 = off.
     #[arg(long, value_name = "N")]
     throttle_rps: Option<u32>,
+    /// Override dial retry_after_s: the Retry-After seconds of a 429.
+    #[arg(long, value_name = "S")]
+    retry_after_s: Option<u32>,
     /// Override dial hang_ms: how long a hang lasts, real milliseconds.
     #[arg(long, value_name = "MS")]
     hang_ms: Option<u64>,
@@ -178,6 +181,7 @@ impl Cli {
             }
         }
         d.throttle_rps = self.throttle_rps.unwrap_or(d.throttle_rps);
+        d.retry_after_s = self.retry_after_s.unwrap_or(d.retry_after_s);
         d.hang_ms = self.hang_ms.unwrap_or(d.hang_ms);
         d.slow_body_ms = self.slow_body_ms.unwrap_or(d.slow_body_ms);
         d.cancel_retry_count = self.cancel_retry_count.unwrap_or(d.cancel_retry_count);
@@ -287,4 +291,79 @@ async fn run() -> Result<(), Fail> {
     handle.shutdown().await;
     tracing::info!("Stopped.");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn flags() -> Vec<String> {
+        Cli::command()
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+            .collect()
+    }
+
+    #[test]
+    fn every_dial_has_a_documented_flag() {
+        Cli::command().debug_assert();
+        let help = Cli::command().render_long_help().to_string();
+        let dials = serde_json::to_value(Dials::default()).unwrap();
+        for name in dials.as_object().unwrap().keys() {
+            let flag = format!("--{}", name.replace('_', "-"));
+            assert!(flags().contains(&flag), "no flag for dial {name}");
+            assert!(help.contains(&format!("Override dial {name}")) || name == "latency");
+        }
+        for arg in Cli::command().get_arguments() {
+            let documented = arg.get_help().is_some_and(|h| !h.to_string().is_empty());
+            assert!(documented, "--help says nothing about {:?}", arg.get_id());
+        }
+    }
+
+    #[test]
+    fn the_readme_lists_every_process_flag() {
+        let readme = include_str!("../README.md");
+        let dials = serde_json::to_value(Dials::default()).unwrap();
+        let dial_flags: Vec<String> = dials
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|n| format!("--{}", n.replace('_', "-")))
+            .collect();
+        assert!(readme.contains("`--<dial>`"));
+        for flag in flags() {
+            if !dial_flags.contains(&flag) && flag != "--help" && flag != "--version" {
+                let listed = [" ", "`"]
+                    .iter()
+                    .any(|end| readme.contains(&format!("{flag}{end}")));
+                assert!(listed, "README lacks {flag}");
+            }
+        }
+    }
+
+    #[test]
+    fn flags_override_the_dials() {
+        let cli = Cli::parse_from([
+            "alipay-sim",
+            "--retry-after-s",
+            "7",
+            "--fail-rate",
+            "0.25",
+            "--latency",
+            "uniform:10:20",
+        ]);
+        let mut d = Dials::default();
+        cli.apply_dials(&mut d);
+        assert_eq!(d.retry_after_s, 7);
+        assert_eq!(d.fail_rate, 0.25);
+        assert_eq!(
+            d.latency,
+            Latency::Uniform {
+                min_ms: 10,
+                max_ms: 20
+            }
+        );
+    }
 }
