@@ -294,3 +294,111 @@ async fn a_stalled_body_is_answered_408_and_the_connection_closed() {
     );
     sim.handle.shutdown().await;
 }
+
+fn refund_params(amount: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("service", "alipay.acquire.overseas.spot.refund".to_owned()),
+        ("partner", RSA2.to_owned()),
+        ("partner_trans_id", "W1".to_owned()),
+        ("partner_refund_id", "W1-R1".to_owned()),
+        ("refund_amount", amount.to_owned()),
+        ("currency", "USD".to_owned()),
+        ("is_sync", "Y".to_owned()),
+    ]
+}
+
+fn cancel_params(timestamp: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("service", "alipay.acquire.cancel".to_owned()),
+        ("partner", RSA2.to_owned()),
+        ("out_trade_no", "W1".to_owned()),
+        ("timestamp", timestamp.to_owned()),
+    ]
+}
+
+#[tokio::test]
+async fn bad_refunds_cancels_and_queries_get_their_codes_and_change_nothing() {
+    let sim = start(1).await;
+    let rsa2 = merchant_signer(RSA2);
+    sim.call(&pay(RSA2, "W1", 1_000, NORMAL_CODE, None)).await;
+    // Forms built this way are accepted: each rejection below is about its one bad field.
+    assert!(Answer::of(
+        sim.https
+            .get_raw(&String::from_utf8(signed(&query_params(), &rsa2)).unwrap())
+            .await
+            .unwrap()
+    )
+    .field("alipay_trans_status")
+    .is_some());
+    let before = sim.trades().await;
+    let counters_before = sim.admin_get("/admin/counters").await;
+    let oversize_query = format!(
+        "{}&x={}",
+        String::from_utf8(signed(&refund_params("1.00"), &rsa2)).unwrap(),
+        "y".repeat(17 * 1024)
+    );
+    let cases: Vec<(&str, Answer, bool)> = vec![
+        (
+            "refund with a malformed amount",
+            post_form(&sim, &signed(&refund_params("1.0"), &rsa2)).await,
+            true,
+        ),
+        (
+            "refund with a negative amount",
+            post_form(&sim, &signed(&refund_params("-1.00"), &rsa2)).await,
+            true,
+        ),
+        (
+            "cancel with a bad timestamp",
+            post_form(&sim, &signed(&cancel_params("yesterday"), &rsa2)).await,
+            true,
+        ),
+        (
+            "oversize GET query",
+            Answer::of(sim.https.get_raw(&oversize_query).await.unwrap()),
+            false,
+        ),
+    ];
+    for (what, a, is_signed) in &cases {
+        assert_eq!(
+            a.gateway_error().as_deref(),
+            Some("ILLEGAL_ARGUMENT"),
+            "{what}"
+        );
+        if *is_signed {
+            let verified = a.verify(&alipay_verifier(RSA2));
+            assert_eq!(
+                verified,
+                (false, Some("ILLEGAL_ARGUMENT".to_owned())),
+                "{what}"
+            );
+        }
+    }
+    assert_eq!(sim.trades().await, before, "no trade changed");
+    let counters = sim.admin_get("/admin/counters").await;
+    assert_eq!(counters["requests"], counters_before["requests"]);
+    assert_eq!(
+        counters["rejections"]["ILLEGAL_ARGUMENT"].as_u64(),
+        Some(u64::try_from(cases.len()).unwrap())
+    );
+    // The well-formed refund and cancel still work afterwards.
+    let good = post_form(&sim, &signed(&refund_params("1.00"), &rsa2)).await;
+    assert_eq!(good.result(), "SUCCESS");
+    let now_ms = sim.admin_get("/admin/clock").await["unix_ms"].to_string();
+    let c = post_form(&sim, &signed(&cancel_params(&now_ms), &rsa2)).await;
+    assert_eq!(c.field("action").as_deref(), Some("refund"));
+    sim.handle.shutdown().await;
+}
+
+fn query_params() -> Vec<(&'static str, String)> {
+    vec![
+        ("service", "alipay.acquire.overseas.query".to_owned()),
+        ("partner", RSA2.to_owned()),
+        ("partner_trans_id", "W1".to_owned()),
+    ]
+}
+
+async fn post_form(sim: &Sim, form: &[u8]) -> Answer {
+    let (query, body) = split_charset(form);
+    Answer::of(sim.https.post_raw(&query, body).await.unwrap())
+}

@@ -8,7 +8,7 @@ use alipay::{
     Amount, BeijingTime, CancelRequest, Charset, Currency, ExtendInfo, IdentityCodeType,
     PayRequest, QueryRequest, RefundRequest, Request, Secret, SignType, Signer, Verifier,
 };
-use alipay_sim::client::HttpResponse;
+use alipay_sim::client::{split_charset, HttpResponse};
 use alipay_sim::{GatewayClient, SimHandle, SimOptions, Simulator};
 use hyper::Method;
 use serde_json::{json, Value};
@@ -200,7 +200,79 @@ pub fn refund<'a>(partner: &'a str, id: &'a str, refund_id: &'a str, minor: u64)
     })
 }
 
+/// An answer read frame by frame: when the head arrived, and when each data frame did.
+pub struct Streamed {
+    pub status: u16,
+    pub head_at: Instant,
+    pub frames: Vec<(Instant, usize)>,
+    pub answer: Answer,
+}
+
+impl Streamed {
+    /// Asserts a trickled body: the head came first, then at least two data frames, the last
+    /// at least 0.8 × `over` after the head (lower bounds only: the machine may be slow).
+    pub fn assert_trickled_over(&self, over: Duration) {
+        assert_eq!(self.status, 200);
+        assert!(self.frames.len() >= 2, "{} frames", self.frames.len());
+        assert!(self.frames.iter().all(|(at, _)| *at >= self.head_at));
+        let (last, _) = self.frames[self.frames.len() - 1];
+        let spread = last - self.head_at;
+        assert!(spread >= over.mul_f64(0.8), "the body took only {spread:?}");
+    }
+}
+
 impl Sim {
+    /// POSTs `request` over plain HTTP with a fresh connection and reads the answer frame by
+    /// frame, timing each.
+    pub async fn post_streamed(&self, request: &Request<'_>) -> Streamed {
+        use http_body_util::{BodyExt, Full};
+        let signer = merchant_signer(request.partner());
+        let form = GatewayClient::signed_form(request, Charset::Utf8, &signer).unwrap();
+        let (query, body) = split_charset(&form);
+        let addr = self.handle.http_addr().unwrap();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let io = hyper_util::rt::TokioIo::new(tcp);
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        let req = hyper::Request::post(format!("/gateway.do?{query}"))
+            .header("host", addr.to_string())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Full::new(hyper::body::Bytes::from(body)))
+            .unwrap();
+        let response = sender.send_request(req).await.unwrap();
+        let head_at = Instant::now();
+        let status = response.status().as_u16();
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let mut incoming = response.into_body();
+        let (mut frames, mut bytes) = (Vec::new(), Vec::new());
+        while let Some(frame) = incoming.frame().await {
+            if let Some(data) = frame.unwrap().data_ref() {
+                frames.push((Instant::now(), data.len()));
+                bytes.extend_from_slice(data);
+            }
+        }
+        let answer = Answer {
+            status,
+            body: bytes,
+            content_type,
+        };
+        Streamed {
+            status,
+            head_at,
+            frames,
+            answer,
+        }
+    }
+
+    /// Moves the simulated clock forward by `ms`.
+    pub async fn advance_ms(&self, ms: u64) {
+        self.admin_post("/admin/clock", json!({ "advance_ms": ms }))
+            .await;
+    }
+
     /// POSTs `request` over HTTPS, UTF-8, signed by its partner's merchant key.
     pub async fn post(&self, request: &Request<'_>) -> Answer {
         let signer = merchant_signer(request.partner());

@@ -65,12 +65,25 @@ async fn each_rate_at_one_shows_on_every_request() {
             assert!(shows(&o), "{dial}: {o}");
         }
     }
+    // The two UNKNOWN rates differ in how the trades end: advance past confirm_delay_s (10 s).
     sim.put_dials(zero.clone()).await;
-    sim.put_dials(json!({ "slow_body_rate": 1.0, "slow_body_ms": 200 }))
+    sim.advance_ms(10_000).await;
+    for (n, end) in [(0, "TRADE_SUCCESS"), (1, "TRADE_CLOSED")] {
+        for i in 0..3 {
+            let id = format!("D{n}-{i}");
+            let got = sim
+                .wait_status(RSA2, &id, end, Duration::from_secs(30))
+                .await;
+            assert_eq!(got, end, "{id}");
+        }
+    }
+    sim.put_dials(json!({ "slow_body_rate": 1.0, "slow_body_ms": 1_000 }))
         .await;
-    let started = Instant::now();
-    assert_eq!(observe(&sim, "SB").await, "SUCCESS ");
-    assert!(started.elapsed() >= Duration::from_millis(150));
+    let streamed = sim
+        .post_streamed(&pay(RSA2, "SB", 100, NORMAL_CODE, None))
+        .await;
+    streamed.assert_trickled_over(Duration::from_millis(1_000));
+    assert_eq!(streamed.answer.result(), "SUCCESS");
     sim.put_dials(zero.clone()).await;
     sim.put_dials(json!({ "cancel_retry_rate": 1.0, "cancel_retry_count": 2 }))
         .await;
