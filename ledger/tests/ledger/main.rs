@@ -1,0 +1,18 @@
+//! Integration tests of the `ledger` journal.
+//!
+//! One test binary (one link of RocksDB, shared fixtures); each module proves one property:
+//!
+//! * [`records`]: every record round-trips; random bytes never panic a decoder; an unknown
+//!   format version is a clear error.
+//! * [`state`]: the pure fold's transitions and refund conservation (INV-5).
+//!
+//! Run with `cargo test -p ledger`.
+
+// clippy.toml lets `#[test]` functions unwrap; the helpers they call here do the same, and a
+// panic in them is a failed test just the same.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code)]
+
+mod common;
+mod records;
+mod state;
