@@ -15,6 +15,7 @@
 pub mod codec;
 pub mod day;
 pub mod error;
+pub mod finance;
 pub mod record;
 pub mod state;
 
