@@ -347,6 +347,7 @@ fn run(books: &Books, partner: &str, d: &str, carried_in: Carry) -> Reconciliati
         carried_in,
         facts,
         carry_window_ms: DEFAULT_CARRY_WINDOW_MS,
+        carry_out: true,
     })
 }
 
@@ -412,6 +413,37 @@ fn reconcile_finds_exactly_the_planted_differences_and_carries_the_midnight_pay(
         found(&no_carry),
         vec![(StatusMismatch, "U-T6".into(), RowType::Payment)]
     );
+}
+
+#[test]
+fn without_carrying_out_the_midnight_pay_is_reported_at_once() {
+    let books = books();
+    let file = alipay(P2, "2026-01-02");
+    let rec = reconcile(ReconcileInput {
+        day: day("2026-01-02"),
+        journal_rows: &books.rows,
+        alipay: &file,
+        carried_in: Carry::default(),
+        facts: &books.facts_p2,
+        carry_window_ms: DEFAULT_CARRY_WINDOW_MS,
+        carry_out: false,
+    });
+    assert_eq!(
+        found(&rec),
+        vec![
+            (
+                DifferenceKind::MissingAtAlipay,
+                "U-T6".into(),
+                RowType::Payment
+            ),
+            (
+                DifferenceKind::StatusMismatch,
+                "U-T5".into(),
+                RowType::Reversal
+            ),
+        ]
+    );
+    assert_eq!(rec.carried_out, Carry::default());
 }
 
 #[test]

@@ -157,6 +157,9 @@ pub struct ReconcileInput<'a> {
     pub facts: &'a JournalFacts,
     /// See [`DEFAULT_CARRY_WINDOW_MS`].
     pub carry_window_ms: i64,
+    /// Carry items into the next day (rule 3). Without a place to keep them (no state folder),
+    /// false: every unmatched item is reported at once rather than dropped.
+    pub carry_out: bool,
 }
 
 /// The outcome of a reconciliation.
@@ -248,7 +251,7 @@ pub fn reconcile(input: ReconcileInput<'_>) -> Reconciliation {
     let mut final_j: Vec<Item> = Vec::new();
     for i in left_j {
         let item = &journal.items[i];
-        if !journal.carried[i] && item.at_ms >= window_start {
+        if input.carry_out && !journal.carried[i] && item.at_ms >= window_start {
             out.carried_out.journal.push(item.clone());
         } else {
             final_j.push(item.clone());
@@ -263,7 +266,7 @@ pub fn reconcile(input: ReconcileInput<'_>) -> Reconciliation {
                     .iter()
                     .any(|&(t, d)| t == item.row_type && d > input.day)
         });
-        if !alipay.carried[i] && (item.at_ms >= window_start || later) {
+        if input.carry_out && !alipay.carried[i] && (item.at_ms >= window_start || later) {
             out.carried_out.alipay.push(item.clone());
         } else {
             final_a.push(item.clone());
