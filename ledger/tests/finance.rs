@@ -596,3 +596,82 @@ fn settlement_ties_out_to_the_settlement_export() {
         assert_eq!(s.net_minor(), net, "{c}");
     }
 }
+
+#[test]
+fn rows_follow_the_fold_through_unknown_and_failed_results() {
+    use ledger::{CancelAction, EventBody, Outcome, RefundKey, TradeStatus};
+    use scenario::{bj, key, usd, Scenario};
+    let mut s = Scenario::default();
+    // A refund answered UNKNOWN, then SUCCESS on retry: one REFUND, at the success.
+    let t = key("M1", "U1");
+    s.pay(&t, P1, usd(1_000), bj("2026-01-02 09:00:00"));
+    s.refund(&t, "R-ok", usd(400), None, bj("2026-01-02 09:10:00"));
+    let unknown_then_ok = [Outcome::Unknown, Outcome::Success];
+    let k = RefundKey::new("M1", "R-late");
+    s.drafts.push((
+        t.clone(),
+        ledger::Draft::new(
+            bj("2026-01-02 09:19:00"),
+            EventBody::RefundIntent {
+                refund: k.clone(),
+                upstream_refund_id: "UR-late".into(),
+                amount: usd(100),
+                fingerprint: [3; 32],
+                reason: None,
+            },
+        ),
+    ));
+    for (i, result) in unknown_then_ok.into_iter().enumerate() {
+        let at = bj("2026-01-02 09:20:00") + i64::try_from(i).unwrap() * 60_000;
+        let body = EventBody::RefundResult {
+            refund: k.clone(),
+            result,
+            fee: None,
+            error_code: None,
+        };
+        s.drafts.push((t.clone(), ledger::Draft::new(at, body)));
+    }
+    // A pay resolved as closed by a query moves nothing; a cancel after a query that found no
+    // trade is an unconfirmed CANCEL.
+    let closed = key("M1", "U2");
+    s.receive(&closed, P1, usd(700), bj("2026-01-02 10:00:00"));
+    s.outcome(&closed, Outcome::Unknown, None, bj("2026-01-02 10:00:05"));
+    s.query(
+        &closed,
+        TradeStatus::TradeClosed,
+        None,
+        None,
+        bj("2026-01-02 10:00:10"),
+    );
+    let never = key("M1", "U3");
+    s.receive(&never, P1, usd(900), bj("2026-01-02 11:00:00"));
+    s.outcome(&never, Outcome::Unknown, None, bj("2026-01-02 11:00:05"));
+    s.query(
+        &never,
+        TradeStatus::NotExist,
+        None,
+        None,
+        bj("2026-01-02 11:00:10"),
+    );
+    s.cancel(&never, CancelAction::Close, bj("2026-01-02 11:01:00"));
+    let rows = rows_of_events(&s.events(), &pricing()).unwrap();
+    let got: Vec<(RowType, &str, String)> = rows
+        .iter()
+        .map(|r| {
+            let t = ledger::finance::time::format_beijing(r.at_ms);
+            (r.row_type, r.alipay_id(), t)
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (RowType::Payment, "U-U1", "2026-01-02 09:00:00".to_owned()),
+            (RowType::Refund, "UR-R-ok", "2026-01-02 09:10:00".to_owned()),
+            (RowType::Refund, "UR-late", "2026-01-02 09:21:00".to_owned()),
+            (RowType::Cancel, "U-U3", "2026-01-02 11:01:00".to_owned()),
+        ]
+    );
+    assert!(!rows[3].confirmed);
+    // Cumulative fees: fee(400) = 7.2 -> 7; fee(500) = 9 less 7 = 2.
+    assert_eq!((rows[1].fee.minor, rows[2].fee.minor), (7, 2));
+}

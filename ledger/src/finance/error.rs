@@ -22,14 +22,19 @@ pub enum FinanceError {
         #[source]
         source: Rejected,
     },
-    /// Events not in increasing seq order.
-    #[error("event {seq} comes after event {after}: events must be in seq order")]
+    /// A transaction's events not in increasing seq order.
+    #[error(
+        "event {seq} comes after event {after} of its transaction: events must be in seq order"
+    )]
     OutOfOrder {
         /// The event.
         seq: u64,
         /// The seq before it.
         after: u64,
     },
+    /// Reading the journal failed (not a journal, another format, a broken chain, storage).
+    #[error("journal: {0}")]
+    Journal(#[source] crate::error::Error),
     /// A malformed Alipay file.
     #[error("{path}: {source}")]
     AlipayFile {

@@ -385,46 +385,52 @@ fn classify(
         }
     }
     for a in alipay_by_id.into_values().flatten() {
-        let (kind, detail) = match facts.get(&a.id) {
-            Some(fact) => {
-                let rows: Vec<String> = fact
-                    .rows
-                    .iter()
-                    .map(|(t, d)| format!("{} on {d}", t.name()))
-                    .collect();
-                let rows = if rows.is_empty() {
-                    "no rows".to_owned()
-                } else {
-                    rows.join(", ")
-                };
-                let detail = format!(
-                    "Alipay lists {} {}; the journal has it {} with {rows}",
-                    a.row_type.name(),
-                    a.id,
-                    fact.status
-                );
-                (DifferenceKind::StatusMismatch, detail)
-            }
-            None => {
-                let detail = format!(
-                    "the journal has no trade or refund {} (Alipay lists {})",
-                    a.id,
-                    a.row_type.name()
-                );
-                (DifferenceKind::MissingInJournal, detail)
-            }
-        };
-        out.differences.push(Difference {
-            kind,
-            journal: None,
-            alipay: Some(a),
-            detail,
-        });
+        out.differences.push(alipay_difference(a, facts));
     }
     out.differences.sort_by(|x, y| {
         let key = |d: &Difference| d.item().map(|i| (i.at_ms, i.row_type, i.id.clone()));
         (x.kind, key(x)).cmp(&(y.kind, key(y)))
     });
+}
+
+/// The difference of an Alipay item left unmatched: the journal knows its id in another state,
+/// or not at all.
+fn alipay_difference(a: Item, facts: &JournalFacts) -> Difference {
+    let (kind, detail) = match facts.get(&a.id) {
+        Some(fact) => {
+            let rows: Vec<String> = fact
+                .rows
+                .iter()
+                .map(|(t, d)| format!("{} on {d}", t.name()))
+                .collect();
+            let rows = if rows.is_empty() {
+                "no rows".to_owned()
+            } else {
+                rows.join(", ")
+            };
+            let detail = format!(
+                "Alipay lists {} {}; the journal has it {} with {rows}",
+                a.row_type.name(),
+                a.id,
+                fact.status
+            );
+            (DifferenceKind::StatusMismatch, detail)
+        }
+        None => {
+            let detail = format!(
+                "the journal has no trade or refund {} (Alipay lists {})",
+                a.id,
+                a.row_type.name()
+            );
+            (DifferenceKind::MissingInJournal, detail)
+        }
+    };
+    Difference {
+        kind,
+        journal: None,
+        alipay: Some(a),
+        detail,
+    }
 }
 
 /// The JSON form of a difference.

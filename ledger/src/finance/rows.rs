@@ -177,7 +177,6 @@ struct Track {
 pub struct RowBuilder<'p> {
     pricing: &'p Pricing,
     txns: BTreeMap<TxnKey, Track>,
-    last_seq: u64,
 }
 
 impl<'p> RowBuilder<'p> {
@@ -186,20 +185,22 @@ impl<'p> RowBuilder<'p> {
         RowBuilder {
             pricing,
             txns: BTreeMap::new(),
-            last_seq: 0,
         }
     }
 
     /// Applies the next event of the journal and appends the rows it makes to `out`.
     ///
-    /// Events must come in increasing seq order, from each transaction's `PayReceived` on. An
-    /// event the fold rejects means the events do not come from a valid journal.
+    /// Each transaction's events must come in increasing seq order, from its `PayReceived` on
+    /// (transactions may interleave in any way). An event the fold rejects means the events do
+    /// not come from a valid journal.
     pub fn push(&mut self, event: &Event, out: &mut Vec<FinanceRow>) -> Result<(), FinanceError> {
-        if event.seq <= self.last_seq {
-            return Err(FinanceError::OutOfOrder {
-                seq: event.seq,
-                after: self.last_seq,
-            });
+        if let Some(track) = self.txns.get(&event.txn) {
+            if event.seq <= track.state.last_seq {
+                return Err(FinanceError::OutOfOrder {
+                    seq: event.seq,
+                    after: track.state.last_seq,
+                });
+            }
         }
         let fold_error = |source| FinanceError::Fold {
             seq: event.seq,
@@ -215,12 +216,10 @@ impl<'p> RowBuilder<'p> {
                 returned_minor: 0,
             };
             self.txns.insert(event.txn.clone(), track);
-            self.last_seq = event.seq;
             return Ok(());
         };
         let after = fold(Some(&track.state), event).map_err(fold_error)?;
         let before = std::mem::replace(&mut track.state, after);
-        self.last_seq = event.seq;
         note_upstream(track, &event.body);
         emit(self.pricing, track, &before, event, out);
         Ok(())
