@@ -108,6 +108,12 @@ pub enum Rejected {
         /// The time given.
         at_ms: i64,
     },
+    /// The transaction already has the most events one transaction may have.
+    #[error("more than {max} events on one transaction")]
+    TooManyEvents {
+        /// [`crate::state::EVENTS_PER_TXN_MAX`].
+        max: u32,
+    },
     /// An attempt counter would overflow.
     #[error("counter overflow")]
     CounterOverflow,
@@ -250,6 +256,9 @@ pub enum Error {
     /// The journal has failed closed and must be reopened by a restarted process.
     #[error("journal failed: {0}")]
     Failed(String),
+    /// The directory holds a RocksDB database that is not a journal (tables missing or unknown).
+    #[error("not a journal: {0}")]
+    NotAJournal(String),
     /// An index points at a record that is absent: the tables disagree.
     #[error("inconsistent journal: {0}")]
     Inconsistent(String),
@@ -265,6 +274,10 @@ pub enum AppendError {
     /// The append is malformed (no events, too many, a key over its limit); nothing was written.
     #[error("invalid append: {0}")]
     Invalid(String),
+    /// The queue to the writer is full ([`crate::Journal::try_append`] only); nothing was
+    /// written. Shed load or retry later.
+    #[error("the journal's queue is full")]
+    QueueFull,
     /// The journal has failed closed (a write or sync error, now or before). The events were not
     /// acknowledged; after a restart they are either all present or all absent. Stop sending new
     /// work upstream (INV-8).

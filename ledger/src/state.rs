@@ -23,6 +23,12 @@ use crate::record::{
 /// The most refunds one transaction may have (of any status). Bounds the snapshot's size.
 pub const REFUNDS_PER_TXN_MAX: usize = 256;
 
+/// The most events one transaction may have: every refund's intent and result, and generous
+/// room for sends, queries, cancels, notifications and operator notes. Bounds a history read.
+pub const EVENTS_PER_TXN_MAX: u32 = 4096;
+
+const _: () = assert!(2 * REFUNDS_PER_TXN_MAX < 4096);
+
 /// Where a transaction is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TxnStatus {
@@ -187,6 +193,8 @@ pub struct TxnState {
     pub operator_actions: u32,
     /// Seq of the last event applied.
     pub last_seq: u64,
+    /// Events applied, the first included.
+    pub event_count: u32,
 }
 
 /// The result of applying an event to a possibly absent state: the new state.
@@ -263,6 +271,7 @@ impl TxnState {
             notify: NotifyState::default(),
             operator_actions: 0,
             last_seq: event.seq,
+            event_count: 1,
         };
         state.assert_invariants();
         Ok(state)
@@ -289,9 +298,15 @@ impl TxnState {
             return Err(Rejected::WrongTxn);
         }
         assert!(event.seq > self.last_seq, "events applied out of order");
+        if self.event_count >= EVENTS_PER_TXN_MAX {
+            return Err(Rejected::TooManyEvents {
+                max: EVENTS_PER_TXN_MAX,
+            });
+        }
         let mut next = self.clone();
         next.apply_body(event)?;
         next.last_seq = event.seq;
+        next.event_count = bump(next.event_count)?;
         next.updated_at_ms = event.at_ms;
         next.assert_invariants();
         *self = next;
@@ -312,24 +327,15 @@ impl TxnState {
                 paid_at_ms,
                 fee,
                 error_code,
-            } => {
-                self.require_status(
-                    event,
-                    &[TxnStatus::Received, TxnStatus::Sent, TxnStatus::Unknown],
-                )?;
-                let status = match result {
-                    Outcome::Success => {
-                        self.mark_paid(*amount)?;
-                        TxnStatus::Paid
-                    }
-                    Outcome::Fail => TxnStatus::Failed,
-                    Outcome::Unknown => TxnStatus::Unknown,
-                };
-                self.status = status;
-                self.take_upstream_facts(alipay_trans_id, *paid_at_ms, *fee);
-                self.error_code.clone_from(error_code);
-                Ok(())
-            }
+            } => self.pay_outcome(
+                event,
+                *result,
+                alipay_trans_id,
+                *amount,
+                *paid_at_ms,
+                *fee,
+                error_code,
+            ),
             EventBody::QueryResult {
                 status,
                 alipay_trans_id,
@@ -368,20 +374,48 @@ impl TxnState {
                 fee,
                 error_code,
             } => self.refund_result(refund, *result, *fee, error_code, at_ms),
-            EventBody::NotifyAttempt { result, .. } => {
-                self.notify.attempts = bump(self.notify.attempts)?;
-                self.notify.last_at_ms = Some(at_ms);
-                match result {
-                    NotifyResult::Delivered => self.notify.delivered = true,
-                    NotifyResult::Failed(text) => self.notify.last_error = Some(text.clone()),
-                }
-                Ok(())
-            }
+            EventBody::NotifyAttempt { result, .. } => self.notify_attempt(result, at_ms),
             EventBody::OperatorAction { .. } => {
                 self.operator_actions = bump(self.operator_actions)?;
                 Ok(())
             }
         }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn pay_outcome(
+        &mut self,
+        event: &Event,
+        result: Outcome,
+        alipay_trans_id: &Option<String>,
+        amount: Option<Money>,
+        paid_at_ms: Option<i64>,
+        fee: Option<Money>,
+        error_code: &Option<String>,
+    ) -> Result<(), Rejected> {
+        let allowed = [TxnStatus::Received, TxnStatus::Sent, TxnStatus::Unknown];
+        self.require_status(event, &allowed)?;
+        self.status = match result {
+            Outcome::Success => {
+                self.mark_paid(amount)?;
+                TxnStatus::Paid
+            }
+            Outcome::Fail => TxnStatus::Failed,
+            Outcome::Unknown => TxnStatus::Unknown,
+        };
+        self.take_upstream_facts(alipay_trans_id, paid_at_ms, fee);
+        self.error_code.clone_from(error_code);
+        Ok(())
+    }
+
+    fn notify_attempt(&mut self, result: &NotifyResult, at_ms: i64) -> Result<(), Rejected> {
+        self.notify.attempts = bump(self.notify.attempts)?;
+        self.notify.last_at_ms = Some(at_ms);
+        match result {
+            NotifyResult::Delivered => self.notify.delivered = true,
+            NotifyResult::Failed(text) => self.notify.last_error = Some(text.clone()),
+        }
+        Ok(())
     }
 
     fn pay_sent(&mut self, endpoint: &str, event: &Event) -> Result<(), Rejected> {
@@ -492,24 +526,9 @@ impl TxnState {
             });
         }
         let paid_minor = paid.map_or(0, |m| m.minor);
-        let exceeds = Rejected::RefundExceedsPaid {
-            paid_minor,
-            refunded_minor: self.refunded_minor,
-            reserved_minor: self.reserved_minor,
-            requested_minor: amount.minor,
-        };
-        let total = self
-            .refunded_minor
-            .checked_add(self.reserved_minor)
-            .and_then(|t| t.checked_add(amount.minor));
-        match total {
-            Some(total) if total <= paid_minor => {}
-            _ => return Err(exceeds),
-        }
-        self.reserved_minor = self
-            .reserved_minor
-            .checked_add(amount.minor)
-            .ok_or(exceeds)?;
+        self.check_refund_room(paid_minor, amount.minor)?;
+        // check_refund_room proved reserved + amount cannot overflow.
+        self.reserved_minor = self.reserved_minor.saturating_add(amount.minor);
         self.refunds.insert(
             refund.partner_refund_id.clone(),
             RefundState {
@@ -525,6 +544,23 @@ impl TxnState {
             },
         );
         Ok(())
+    }
+
+    /// Rejects a refund of `requested` unless refunded + reserved + requested ≤ paid.
+    fn check_refund_room(&self, paid_minor: u64, requested: u64) -> Result<(), Rejected> {
+        let total = self
+            .refunded_minor
+            .checked_add(self.reserved_minor)
+            .and_then(|t| t.checked_add(requested));
+        match total {
+            Some(total) if total <= paid_minor => Ok(()),
+            _ => Err(Rejected::RefundExceedsPaid {
+                paid_minor,
+                refunded_minor: self.refunded_minor,
+                reserved_minor: self.reserved_minor,
+                requested_minor: requested,
+            }),
+        }
     }
 
     fn refund_result(

@@ -119,3 +119,25 @@ pub fn sealed(txn: &TxnKey, first_seq: u64, bodies: Vec<EventBody>) -> Vec<Event
         })
         .collect()
 }
+
+/// A journal in a fresh temporary directory.
+pub fn temp_journal() -> (tempfile::TempDir, ledger::Journal) {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = ledger::Journal::open(dir.path(), ledger::JournalOptions::default()).unwrap();
+    (dir, journal)
+}
+
+/// PayReceived + PaySent + PayOutcome(Success): a realistic paid transaction in one append.
+pub fn paid_drafts(txn: &TxnKey, minor: u64, t_ms: i64) -> Vec<Draft> {
+    vec![
+        Draft::new(t_ms, pay_received(txn, minor)),
+        Draft::new(
+            t_ms + 1,
+            EventBody::PaySent {
+                attempt: 1,
+                endpoint: "primary".into(),
+            },
+        ),
+        Draft::new(t_ms + 2, pay_outcome(Outcome::Success, None)),
+    ]
+}

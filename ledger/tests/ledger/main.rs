@@ -5,6 +5,11 @@
 //! * [`records`]: every record round-trips; random bytes never panic a decoder; an unknown
 //!   format version is a clear error.
 //! * [`state`]: the pure fold's transitions and refund conservation (INV-5).
+//! * [`journal`]: appends, every read, group-commit semantics, reopen, format check.
+//! * [`model`]: random operation sequences against an in-memory model, with reopen.
+//! * [`crash`]: SIGKILL during appends loses nothing acknowledged (INV-1).
+//! * [`diskfull`]: a full disk fails closed and loses nothing (INV-8).
+//! * [`tamper`]: a changed, removed or reordered record is found at its seq (INV-7).
 //!
 //! Run with `cargo test -p ledger`.
 
@@ -14,5 +19,10 @@
 #![allow(dead_code)]
 
 mod common;
+mod crash;
+mod diskfull;
+mod journal;
+mod model;
 mod records;
 mod state;
+mod tamper;

@@ -1,0 +1,269 @@
+//! The journal's API end to end: appends, every read, group commit semantics, reopen, and the
+//! format check.
+
+use std::collections::BTreeSet;
+
+use crate::common::*;
+use ledger::{
+    AppendError, Draft, Error, EventBody, HealthStatus, Journal, JournalOptions, Outcome,
+    RefundKey, Rejected, TxnKey, TxnStatus,
+};
+
+#[test]
+fn append_then_read_every_way() {
+    let (dir, journal) = temp_journal();
+    let k = TxnKey::new("m1", "order-1");
+    let a = journal
+        .append(k.clone(), paid_drafts(&k, 1_000, T0_MS))
+        .wait()
+        .unwrap();
+    assert_eq!(a.seqs, vec![1, 2, 3]);
+    assert_eq!(a.state.status, TxnStatus::Paid);
+    assert_eq!(journal.txn(&k).unwrap(), Some(a.state.clone()));
+    let upstream = a.state.upstream_trans_id.clone();
+    assert_eq!(
+        journal
+            .by_upstream_id("2088000000000001", &upstream)
+            .unwrap(),
+        Some(a.state.clone())
+    );
+    assert_eq!(
+        journal.by_upstream_id("2088000000000001", "nope").unwrap(),
+        None
+    );
+    assert_eq!(journal.pending().unwrap().count(), 0);
+
+    let r = journal
+        .append(
+            k.clone(),
+            vec![draft(10, refund_intent("m1", "r1", 400, 1))],
+        )
+        .wait()
+        .unwrap();
+    assert_eq!(r.seqs, vec![4]);
+    let by_refund = journal
+        .by_refund(&RefundKey::new("m1", "r1"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_refund.reserved_minor, 400);
+    let pending: Vec<_> = journal.pending().unwrap().map(Result::unwrap).collect();
+    assert_eq!(pending.len(), 1, "a refund in flight is pending");
+
+    journal
+        .append(
+            k.clone(),
+            vec![draft(20, refund_result("m1", "r1", Outcome::Success))],
+        )
+        .wait()
+        .unwrap();
+    assert_eq!(journal.pending().unwrap().count(), 0);
+    let history = journal.events_of(&k).unwrap();
+    assert_eq!(
+        history.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
+    assert_eq!(
+        journal
+            .events_since(2, 2)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect::<Vec<_>>(),
+        vec![3, 4]
+    );
+    let day = ledger::BeijingDay::of_ms(T0_MS);
+    let money: Vec<u64> = journal
+        .day(day.year(), day.month(), day.day())
+        .unwrap()
+        .map(|e| e.unwrap().seq)
+        .collect();
+    assert_eq!(
+        money,
+        vec![3, 5],
+        "pay success and refund success are money-moving"
+    );
+    let head = journal.chain_head().unwrap();
+    assert_eq!(head.seq, 5);
+    let report = journal.verify().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.checked, 5);
+
+    drop(journal);
+    let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
+    assert_eq!(journal.chain_head().unwrap(), head);
+    let next = journal
+        .append(
+            TxnKey::new("m1", "order-2"),
+            paid_drafts(&TxnKey::new("m1", "order-2"), 5, T0_MS),
+        )
+        .wait()
+        .unwrap();
+    assert_eq!(next.seqs, vec![6, 7, 8], "seqs continue after reopen");
+    assert!(journal.verify().unwrap().is_ok());
+}
+
+#[test]
+fn rejections_write_nothing_and_the_group_goes_on() {
+    let (_dir, journal) = temp_journal();
+    let k = TxnKey::new("m", "o");
+    let other = TxnKey::new("m", "p");
+    // Submitted back to back, so they usually share groups; order is submission order.
+    let pending = vec![
+        journal.append(k.clone(), paid_drafts(&k, 100, T0_MS)),
+        journal.append(k.clone(), vec![draft(5, refund_intent("m", "r1", 101, 1))]),
+        journal.append(k.clone(), vec![draft(6, refund_intent("m", "r1", 60, 1))]),
+        journal.append(k.clone(), vec![draft(7, refund_intent("m", "r2", 41, 2))]),
+        journal.append(
+            other.clone(),
+            vec![draft(8, refund_intent("m", "r1", 1, 1))],
+        ),
+        journal.append(other.clone(), paid_drafts(&other, 50, T0_MS)),
+        journal.append(
+            other.clone(),
+            vec![draft(9, refund_intent("m", "r1", 1, 1))],
+        ),
+        journal.append(k.clone(), vec![]),
+    ];
+    let results: Vec<_> = pending.into_iter().map(|p| p.wait()).collect();
+    assert!(results[0].is_ok());
+    assert!(matches!(
+        results[1],
+        Err(AppendError::Rejected(Rejected::RefundExceedsPaid { .. }))
+    ));
+    assert_eq!(results[2].as_ref().unwrap().state.reserved_minor, 60);
+    assert!(matches!(
+        results[3],
+        Err(AppendError::Rejected(Rejected::RefundExceedsPaid {
+            reserved_minor: 60,
+            ..
+        }))
+    ));
+    assert!(matches!(
+        results[4],
+        Err(AppendError::Rejected(Rejected::UnknownTxn { .. }))
+    ));
+    assert!(results[5].is_ok());
+    assert_eq!(
+        results[6],
+        Err(AppendError::Rejected(Rejected::RefundOfOtherTxn))
+    );
+    assert!(matches!(results[7], Err(AppendError::Invalid(_))));
+    let seqs: BTreeSet<u64> = results
+        .iter()
+        .flatten()
+        .flat_map(|a| a.seqs.clone())
+        .collect();
+    assert_eq!(seqs, (1..=7).collect(), "rejected appends consume no seq");
+    assert!(journal.verify().unwrap().is_ok());
+    assert_eq!(journal.health(), HealthStatus::Ok);
+}
+
+#[test]
+fn upstream_ids_are_unique_across_transactions() {
+    let (_dir, journal) = temp_journal();
+    let a = TxnKey::new("m", "a");
+    journal
+        .append(a.clone(), paid_drafts(&a, 100, T0_MS))
+        .wait()
+        .unwrap();
+    let b = TxnKey::new("m", "b");
+    let mut body = pay_received(&b, 100);
+    if let EventBody::PayReceived {
+        upstream_trans_id, ..
+    } = &mut body
+    {
+        *upstream_trans_id = "SW-m-a".into();
+    }
+    let r = journal
+        .append(b.clone(), vec![Draft::new(T0_MS, body)])
+        .wait();
+    assert_eq!(r, Err(AppendError::Rejected(Rejected::UpstreamIdTaken)));
+    assert_eq!(journal.txn(&b).unwrap(), None);
+}
+
+#[test]
+fn appends_can_be_awaited_from_async_code() {
+    let (_dir, journal) = temp_journal();
+    let journal = std::sync::Arc::new(journal);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let seqs = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..32 {
+            let j = std::sync::Arc::clone(&journal);
+            tasks.push(tokio::spawn(async move {
+                let k = TxnKey::new("m", format!("o{i}"));
+                j.append(k.clone(), paid_drafts(&k, 10, T0_MS))
+                    .await
+                    .unwrap()
+                    .seqs
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all
+    });
+    let unique: BTreeSet<u64> = seqs.into_iter().collect();
+    assert_eq!(unique, (1..=96).collect());
+    let stats = journal.stats();
+    assert_eq!(stats.appends, 32);
+    assert!(stats.groups <= 32);
+    assert!(journal.verify().unwrap().is_ok());
+}
+
+#[test]
+fn another_format_is_incompatible() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Journal::open(dir.path(), JournalOptions::default()).unwrap());
+    {
+        let names = ledger::tables::COLUMN_FAMILIES;
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(false);
+        let db = rocksdb::DB::open_cf(&opts, dir.path(), names).unwrap();
+        let meta = db.cf_handle("meta").unwrap();
+        let value = ledger::codec::encode_value(&ledger::tables::MetaValue::Format(99)).unwrap();
+        db.put_cf(meta, b"format", value).unwrap();
+    }
+    let err = Journal::open(dir.path(), JournalOptions::default()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Incompatible {
+                found: 99,
+                supported: 1
+            }
+        ),
+        "{err}"
+    );
+    let err = Journal::open_read_only(dir.path()).unwrap_err();
+    assert!(
+        matches!(err, Error::Incompatible { found: 99, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn read_only_handle_follows_a_running_journal() {
+    let (dir, journal) = temp_journal();
+    let k = TxnKey::new("m", "o");
+    journal
+        .append(k.clone(), paid_drafts(&k, 100, T0_MS))
+        .wait()
+        .unwrap();
+    let mut ro = Journal::open_read_only(dir.path()).unwrap();
+    assert_eq!(ro.txn(&k).unwrap().map(|s| s.status), Some(TxnStatus::Paid));
+    let k2 = TxnKey::new("m", "o2");
+    journal
+        .append(k2.clone(), paid_drafts(&k2, 100, T0_MS))
+        .wait()
+        .unwrap();
+    ro.catch_up().unwrap();
+    assert!(ro.txn(&k2).unwrap().is_some());
+    let report = ro.verify().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.last, journal.chain_head().unwrap());
+}
