@@ -105,6 +105,7 @@ pub mod pricing;
 pub mod reconcile;
 pub mod report;
 pub mod rows;
+pub mod scan;
 pub mod settle;
 pub mod time;
 
