@@ -6,6 +6,12 @@
 //! state); the `ledger` CLI (`src/bin/ledger.rs`) reads the journal read-only and calls these.
 //! This text is mirrored in the "Finance" section of `ledger/README.md`.
 //!
+//! Module map: [`rows`] (events → rows), [`export`], [`alipay_file`] (the parser),
+//! [`reconcile`], [`carry`] (carry-over items and their state file), [`report`], [`settle`],
+//! [`scan`] (one read-only pass over a journal; memory is one transaction state per
+//! transaction), [`pricing`] (fee and exchange rates), [`amount`] and [`time`] (Alipay's money
+//! and time text), [`error`].
+//!
 //! # Rows ([`rows`])
 //!
 //! The journal is folded with the writer's own fold ([`crate::state::fold`]); comparing each

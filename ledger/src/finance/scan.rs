@@ -4,7 +4,7 @@
 //! Finance needs each transaction's whole history to know what an event changed (the fold's
 //! state before it), and reconciliation needs every transaction's current status to classify
 //! Alipay rows, so the pass walks the whole `events` table in pages of
-//! [`EVENTS_PAGE_MAX`](crate::reader::EVENTS_PAGE_MAX) through a read-only handle. Memory is
+//! [`EVENTS_PAGE_MAX`] through a read-only handle. Memory is
 //! one [`crate::TxnState`] per transaction plus the rows kept (those on or after a given day).
 //! Every event is hash-checked by the reader as it is read.
 
