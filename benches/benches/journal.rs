@@ -7,7 +7,8 @@
 //! second (median), and after each `N` the writer's own counters give syncs per second and the
 //! mean group size over the measured runs.
 //!
-//! Run: `cargo bench -p switch-benches --bench journal`.
+//! Run: `cargo bench -p switch-benches --bench journal` (`LEDGER_BENCH_LINGER_US=0` to compare
+//! without the commit delay).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
@@ -118,6 +119,19 @@ fn ratio(a: u64, b: u64) -> f64 {
     a as f64 / b.max(1) as f64
 }
 
+/// The journal's defaults; `LEDGER_BENCH_LINGER_US` overrides the commit delay (0 turns it off)
+/// to show what it buys.
+fn options() -> JournalOptions {
+    let mut opts = JournalOptions::default();
+    if let Some(us) = std::env::var("LEDGER_BENCH_LINGER_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        opts.group_linger = Duration::from_micros(us);
+    }
+    opts
+}
+
 fn durable_appends(c: &mut Criterion) {
     let mut group = c.benchmark_group("journal");
     group.throughput(Throughput::Elements(RECORDS_PER_PAYMENT));
@@ -125,9 +139,8 @@ fn durable_appends(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(8));
     for appenders in APPENDERS {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let journal = Arc::new(
-            Journal::open(dir.path(), JournalOptions::default()).unwrap_or_else(|e| panic!("{e}")),
-        );
+        let journal =
+            Arc::new(Journal::open(dir.path(), options()).unwrap_or_else(|e| panic!("{e}")));
         let measured = Mutex::new(Measured::default());
         group.bench_with_input(
             BenchmarkId::new("durable_pay_records", appenders),

@@ -215,6 +215,12 @@ impl Reader {
             }))
     }
 
+    /// A RocksDB property (e.g. `rocksdb.dbstats`, `rocksdb.estimate-num-keys`), for operators
+    /// and for tests that check what RocksDB itself did (every WAL write synced).
+    pub fn rocksdb_property(&self, name: &str) -> Result<Option<String>> {
+        self.db.property_value(name).map_err(storage("property"))
+    }
+
     /// The journal layout's format version, `None` for a journal not yet initialised.
     pub(crate) fn format(&self) -> Result<Option<u32>> {
         match self.get::<Meta>(&MetaKey::Format)? {
