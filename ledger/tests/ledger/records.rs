@@ -3,7 +3,11 @@
 
 use crate::common::*;
 use ledger::codec::{self, decode_value, encode_value, FORMAT_VERSION};
-use ledger::{CodecError, Event, Outcome, TxnKey, TxnState};
+use ledger::tables::{
+    ByDay, Events, Meta, MetaKey, MetaValue, Pending, Refunds, SealedEvent, Table, TxnEvents, Txns,
+    UpstreamIds,
+};
+use ledger::{ChainHead, CodecError, Event, Outcome, RefundKey, TxnKey, TxnState};
 use proptest::prelude::*;
 
 fn events() -> Vec<Event> {
@@ -68,6 +72,72 @@ fn every_truncation_of_an_event_is_an_error() {
     }
 }
 
+/// Decodes `bytes` as every table's key and value; only errors are allowed, never a panic.
+fn decode_as_every_table(bytes: &[u8]) {
+    fn both<T: Table>(bytes: &[u8]) {
+        let _ = T::decode_key(bytes);
+        let _ = T::decode_value(bytes);
+    }
+    both::<Events>(bytes);
+    both::<Txns>(bytes);
+    both::<TxnEvents>(bytes);
+    both::<Refunds>(bytes);
+    both::<UpstreamIds>(bytes);
+    both::<Pending>(bytes);
+    both::<ByDay>(bytes);
+    both::<Meta>(bytes);
+}
+
+fn round_trip<T: Table>(key: T::Key, value: T::Value)
+where
+    T::Key: PartialEq + std::fmt::Debug,
+    T::Value: PartialEq + std::fmt::Debug,
+{
+    let k = T::encode_key(&key).unwrap();
+    let v = T::encode_value(&value).unwrap();
+    assert_eq!(
+        v[0],
+        FORMAT_VERSION,
+        "{}: every value starts with the version",
+        T::NAME
+    );
+    assert_eq!(T::decode_key(&k).unwrap(), key, "{}", T::NAME);
+    assert_eq!(T::decode_value(&v).unwrap(), value, "{}", T::NAME);
+    let mut unknown = v.clone();
+    unknown[0] = FORMAT_VERSION + 1;
+    assert!(
+        matches!(
+            T::decode_value(&unknown),
+            Err(CodecError::UnknownVersion { .. })
+        ),
+        "{}",
+        T::NAME
+    );
+}
+
+#[test]
+fn every_table_round_trips_its_keys_and_values() {
+    let event = events().remove(0);
+    let txn = event.txn.clone();
+    let state = TxnState::start(&event).unwrap();
+    let (_, hash) = ledger::chain::seal(&event).unwrap();
+    round_trip::<Events>(1, SealedEvent { event, hash });
+    round_trip::<Txns>(txn.clone(), state);
+    round_trip::<TxnEvents>((txn.clone(), 7), ());
+    round_trip::<Refunds>(RefundKey::new("m", "r"), txn.clone());
+    round_trip::<UpstreamIds>(("2088".into(), "SW-1".into()), txn.clone());
+    round_trip::<Pending>(txn.clone(), ());
+    round_trip::<ByDay>((20240610, 9), ());
+    round_trip::<Meta>(MetaKey::Format, MetaValue::Format(1));
+    round_trip::<Meta>(
+        MetaKey::Head,
+        MetaValue::Head(ChainHead {
+            seq: 3,
+            hash: [9; 32],
+        }),
+    );
+}
+
 proptest! {
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
@@ -81,6 +151,8 @@ proptest! {
         versioned.extend_from_slice(&bytes);
         let _ = decode_value::<Event>(&versioned);
         let _ = decode_value::<TxnState>(&versioned);
+        decode_as_every_table(&bytes);
+        decode_as_every_table(&versioned);
     }
 
     #[test]
