@@ -129,11 +129,15 @@ fn descriptors(opts: &JournalOptions) -> Vec<ColumnFamilyDescriptor> {
 }
 
 /// Checks that an existing database has exactly the journal's tables. Returns false for a
-/// database with only RocksDB's `default` table: a creation cut short by a crash (RocksDB
-/// creates the database, then the column families), which open completes.
+/// creation cut short by a crash, which open completes: RocksDB creates the database, then the
+/// column families one at a time in the order of [`COLUMN_FAMILIES`], whose last is `meta`; the
+/// format marker is written to `meta` only after every table exists. So a database whose tables
+/// are all the journal's but lack `meta` was never initialised and holds nothing acknowledged.
+/// A journal table missing while `meta` exists is damage, and is refused.
 fn check_tables(path: &Path) -> Result<bool> {
     let found = DB::list_cf(&rocksdb::Options::default(), path).map_err(storage("list tables"))?;
-    if found.iter().all(|f| f == "default") {
+    let is_known = |f: &String| f == "default" || COLUMN_FAMILIES.contains(&f.as_str());
+    if found.iter().all(is_known) && !found.iter().any(|f| f == Meta::NAME) {
         return Ok(false);
     }
     let missing: Vec<&str> = COLUMN_FAMILIES

@@ -35,6 +35,19 @@ pub const COLUMN_FAMILIES: [&str; 8] = [
     Meta::NAME,
 ];
 
+// `meta` must be created last: `Journal::open` recognises a creation cut short by a crash by
+// `meta` being absent (see `check_tables` in journal.rs).
+const _: () = {
+    let last = COLUMN_FAMILIES[COLUMN_FAMILIES.len() - 1].as_bytes();
+    let meta = Meta::NAME.as_bytes();
+    assert!(last.len() == meta.len());
+    let mut i = 0;
+    while i < meta.len() {
+        assert!(last[i] == meta[i]);
+        i += 1;
+    }
+};
+
 /// A column family with typed keys and values.
 pub trait Table {
     /// The column family's name.
