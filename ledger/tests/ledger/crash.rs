@@ -27,8 +27,9 @@ const ROUND_ENV: &str = "LEDGER_CRASH_CHILD_ROUND";
 const CHILD_THREADS: u64 = 4;
 /// The child stops by itself after this long if nobody kills it.
 const CHILD_LIFETIME: Duration = Duration::from_secs(5);
-/// The kill comes this long after spawn, uniformly at random (covers open and recovery too).
-const KILL_AFTER_MS: std::ops::Range<u64> = 5..120;
+/// The kill comes this long after spawn (even rounds: covers open and recovery too) or after the
+/// first acknowledgement (odd rounds: among appends), uniformly at random.
+const KILL_AFTER_MS: std::ops::Range<u64> = 1..100;
 
 /// splitmix64: a tiny seeded generator (no dependency, same schedule on every machine).
 struct Rng(u64);
@@ -155,9 +156,17 @@ fn parse_ack(line: &str) -> Option<Ack> {
     })
 }
 
-/// Runs one child and kills it after `kill_after`; returns the acknowledgements it printed.
-fn run_child(dir: &Path, round: u64, kill_after: Duration) -> Vec<Ack> {
-    let exe = std::env::current_exe().unwrap();
+/// When the kill's delay starts counting.
+enum Kill {
+    /// From spawn: the kill often lands while the child opens and recovers the journal.
+    AfterSpawn,
+    /// From the child's first acknowledgement: the kill lands among appends.
+    AfterFirstAck,
+}
+
+/// Runs one child and kills it `kill_after` after `when`; returns the acknowledgements it
+/// printed.
+fn run_child(exe: &Path, dir: &Path, round: u64, when: Kill, kill_after: Duration) -> Vec<Ack> {
     let mut child = Command::new(exe)
         .args([
             "crash::crash_child_process",
@@ -172,13 +181,23 @@ fn run_child(dir: &Path, round: u64, kill_after: Duration) -> Vec<Ack> {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    let (first_ack_tx, first_ack) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .filter_map(|l| parse_ack(&l))
-            .collect::<Vec<_>>()
+        let mut acks = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(ack) = parse_ack(&line) {
+                if acks.is_empty() {
+                    let _ = first_ack_tx.send(());
+                }
+                acks.push(ack);
+            }
+        }
+        acks
     });
+    if let Kill::AfterFirstAck = when {
+        // Bounded: a child that never acknowledges is killed after its lifetime anyway.
+        let _ = first_ack.recv_timeout(CHILD_LIFETIME);
+    }
     std::thread::sleep(kill_after);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -247,12 +266,20 @@ fn acknowledged_appends_survive_sigkill() {
     let seed = env_u64("LEDGER_CRASH_SEED", 0x1ED6_E500);
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
+    // Resolved once: if cargo relinks the test binary during a long run, /proc/self/exe turns
+    // into "... (deleted)" while this path names the new binary.
+    let exe = std::env::current_exe().unwrap();
     let mut torn = 0u64;
     let mut acked = 0u64;
     let mut last_head = 0u64;
     for round in 0..rounds {
+        let when = if round % 2 == 0 {
+            Kill::AfterSpawn
+        } else {
+            Kill::AfterFirstAck
+        };
         let kill_after = Duration::from_millis(rng.range(KILL_AFTER_MS));
-        let acks = run_child(dir.path(), round, kill_after);
+        let acks = run_child(&exe, dir.path(), round, when, kill_after);
         let journal = reopen(dir.path(), &mut torn);
         let head = journal.chain_head().unwrap();
         let report = journal.verify_tail(head.seq - last_head + 1).unwrap();
