@@ -191,9 +191,13 @@ impl Journal {
             head,
             &opts,
         );
+        let stop = StopOnPanic(Arc::clone(&health));
         let handle = std::thread::Builder::new()
             .name(WRITER_THREAD.into())
-            .spawn(move || writer.run())
+            .spawn(move || {
+                let _stop = stop;
+                writer.run();
+            })
             .map_err(|e| Error::Failed(format!("cannot start the writer thread: {e}")))?;
         metrics::gauge!(crate::telemetry::FAILED).set(0.0);
         Ok(Journal {
@@ -271,6 +275,21 @@ impl Journal {
     /// Where the journal lives.
     pub fn path(&self) -> &Path {
         self.reader.db.path()
+    }
+}
+
+/// Held by the writer thread: if it unwinds (a broken invariant asserted on the money path),
+/// the journal is marked failed and the process stops (house style rule 7). The panic message
+/// has been printed by the panic hook by then.
+struct StopOnPanic(Arc<Health>);
+
+impl Drop for StopOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0
+                .fail("the journal writer panicked on a broken invariant".into());
+            std::process::abort();
+        }
     }
 }
 
