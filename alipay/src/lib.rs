@@ -27,7 +27,7 @@ pub use error::{AmountError, Error, Result};
 pub use form::{Form, FormBuilder, FormLimits};
 pub use message::{
     CancelAction, CancelRequest, ExtendInfo, GatewayErrorCode, IdentityCodeType, PayRequest,
-    QueryRequest, RefundRequest, Request, ResultCode, Service, TradeStatus,
+    QueryRequest, RefundRequest, Request, ResultCode, SellerRule, Service, TradeStatus,
 };
 pub use notify::{TradeStatusSync, NOTIFY_ACK};
 pub use response::{BusinessResponse, CancelResponse, PayResponse, QueryResponse, RefundResponse};

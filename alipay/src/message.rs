@@ -474,6 +474,15 @@ pub struct RefundRequest<'f> {
     pub notify_url: Option<&'f str>,
 }
 
+/// What a pay's `alipay_seller_id` may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SellerRule {
+    /// Alipay's rule: the same value as `partner`.
+    SameAsPartner,
+    /// Any well-formed partner id (an acquirer's gateway, where an SI acts for merchants).
+    AnyPartnerId,
+}
+
 /// Any of the four requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request<'f> {
@@ -491,12 +500,20 @@ impl<'f> Request<'f> {
     /// Validates a parsed form as the request its `service` names. Signature verification is
     /// separate ([`Form::verify`]) because the key depends on `partner`.
     pub fn from_form(form: &'f Form<'_>) -> Result<Request<'f>> {
+        Request::from_form_with(form, SellerRule::SameAsPartner)
+    }
+
+    /// Like [`Request::from_form`], with a choice of rule for a pay's `alipay_seller_id`. An
+    /// acquirer's gateway uses [`SellerRule::AnyPartnerId`]: a system integrator signs as
+    /// `partner` and names the merchant it acts for in `alipay_seller_id`; the acquirer then
+    /// checks that the caller may act for that merchant (read it with `form.get`).
+    pub fn from_form_with(form: &'f Form<'_>, seller: SellerRule) -> Result<Request<'f>> {
         let service = required(form, "service")?;
         let service =
             Service::from_name(service).ok_or_else(|| Error::UnknownService(clip(service)))?;
         check_common(form, service)?;
         Ok(match service {
-            Service::Pay => Request::Pay(PayRequest::from_form(form)?),
+            Service::Pay => Request::Pay(PayRequest::from_form(form, seller)?),
             Service::Query => Request::Query(QueryRequest::from_form(form)?),
             Service::Cancel => Request::Cancel(CancelRequest::from_form(form)?),
             Service::Refund => Request::Refund(RefundRequest::from_form(form)?),
@@ -650,11 +667,11 @@ pub fn is_buyer_code(code: &str) -> bool {
 }
 
 impl<'f> PayRequest<'f> {
-    fn from_form(form: &'f Form<'_>) -> Result<PayRequest<'f>> {
+    fn from_form(form: &'f Form<'_>, rule: SellerRule) -> Result<PayRequest<'f>> {
         let partner = required(form, "partner")?;
         let seller = required(form, "alipay_seller_id")?;
         check_partner_id("alipay_seller_id", seller)?;
-        if seller != partner {
+        if rule == SellerRule::SameAsPartner && seller != partner {
             return Err(Error::SellerIdMismatch);
         }
         let partner_trans_id = required(form, "partner_trans_id")?;

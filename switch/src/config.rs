@@ -1,0 +1,1 @@
+//! The configuration file (being written).

@@ -1,0 +1,2 @@
+//! The `switch` binary (being written).
+fn main() {}

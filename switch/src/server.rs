@@ -1,0 +1,1 @@
+//! Listeners and the HTTP transport (being written).

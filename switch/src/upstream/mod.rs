@@ -1,0 +1,1 @@
+//! The pooled TLS client to Alipay (being written).
