@@ -1,1 +1,0 @@
-//! Listeners and the HTTP transport (being written).
