@@ -458,6 +458,57 @@ async fn the_breaker_opens_after_connect_failures_and_the_endpoint_is_skipped() 
 }
 
 #[tokio::test]
+async fn after_its_cool_down_a_recovered_endpoint_is_probed_and_closes_its_breaker() {
+    // The endpoint's port is dead at first; the simulator comes up there later.
+    let url = dead_url();
+    let port: u16 = url
+        .trim_start_matches("https://127.0.0.1:")
+        .trim_end_matches("/gateway.do")
+        .parse()
+        .unwrap();
+    let pem = alipay_sim::PemPair::self_signed().unwrap();
+    let cool_down = Duration::from_millis(200);
+    let account = Arc::new(Account {
+        name: "acq".to_owned(),
+        partner: PARTNER.to_owned(),
+        signer: Signer::md5(&md5_key()).unwrap(),
+        verifier: Verifier::from_key_text(SignType::Md5, &md5_key()).unwrap(),
+        endpoints: vec![EndpointSpec {
+            name: "primary".to_owned(),
+            url,
+        }],
+        pool_size: 2,
+        connect_timeout: Duration::from_secs(3),
+        request_timeout: Duration::from_secs(10),
+        ca_pem: Some(pem.cert_pem.as_bytes().to_vec()),
+    });
+    let options = UpstreamOptions {
+        breaker: BreakerConfig {
+            failures_max: 2,
+            cool_down,
+        },
+        ..UpstreamOptions::default()
+    };
+    let up = Upstream::with_options(account, options).unwrap();
+    for i in 0..2 {
+        assert_not_sent(&pay(&up, &format!("UP-PROBE-{i}"), NORMAL).await);
+    }
+    assert_eq!(up.endpoints()[0].breaker, BreakerState::Open);
+    let sim = sim_with(|o| {
+        o.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        o.tls = alipay_sim::TlsSource::Pem(pem.clone());
+    })
+    .await;
+    // Waiting is not a timing assertion: the breaker only needs at least the cool-down to pass.
+    tokio::time::sleep(cool_down * 2).await;
+    assert!(up.usable());
+    let body = assert_answered(&pay(&up, "UP-PROBE-2", NORMAL).await, "primary", 1);
+    assert_eq!(field(&body, "result_code").as_deref(), Some("SUCCESS"));
+    assert_eq!(up.endpoints()[0].breaker, BreakerState::Closed);
+    assert_eq!(trades_of(&sim, "UP-PROBE-2").await, 1);
+}
+
+#[tokio::test]
 async fn the_pool_bounds_connections_in_use() {
     let sim = sim().await;
     let mut spec = AccountSpec::new(&sim);

@@ -322,17 +322,15 @@ impl Upstream {
                 reasons.push(format!("{}: the deadline had passed", endpoint.name));
                 break;
             }
+            // Before admission: a refusal here must not hold a half-open breaker's probe slot.
+            let Some(uri) = request_uri(&endpoint.url, query) else {
+                return Call::NotSent {
+                    reason: "the query is not valid in a URL".to_owned(),
+                };
+            };
             let Some(admission) = endpoint.admit() else {
                 reasons.push(format!("{}: circuit breaker open", endpoint.name));
                 continue;
-            };
-            let uri = match request_uri(&endpoint.url, query) {
-                Some(uri) => uri,
-                None => {
-                    return Call::NotSent {
-                        reason: "the query is not valid in a URL".to_owned(),
-                    }
-                }
             };
             attempt = attempt.saturating_add(1);
             if attempt > 1 {
