@@ -279,6 +279,11 @@ impl Tenants {
         self.callers.get(partner)
     }
 
+    /// Every caller.
+    pub fn callers(&self) -> impl Iterator<Item = &Arc<Caller>> {
+        self.callers.values()
+    }
+
     /// The merchant with this id.
     pub fn merchant(&self, id: &str) -> Option<&Arc<Merchant>> {
         self.merchants.get(id)

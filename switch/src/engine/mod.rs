@@ -1,1 +1,710 @@
-//! The transaction engine (being written).
+//! The transaction engine: idempotency, coalescing and the journal around every upstream call.
+//!
+//! For each service the engine follows "The life of a payment" (`ARCHITECTURE.md`):
+//!
+//! 1. take the transaction key's lock in the bounded in-flight table ([`locks`]): duplicates
+//!    wait for the first and then find its journaled answer, so one upstream call serves them
+//!    all; refunds of one payment are serialized;
+//! 2. read the journal and decide ([`decide`], pure): replay a stored answer, refuse a changed
+//!    resubmission (`CONTEXT_INCONSISTENT`) with nothing sent, or go on;
+//! 3. journal the intent (synced) before anything leaves the process (INV-3); a refund's intent
+//!    reserves its amount in the same write (INV-5); a full journal queue or a failed journal
+//!    refuses the request here, before anything was sent (INV-8);
+//! 4. call upstream ([`crate::upstream`]); a pay that may have been written is never sent again
+//!    (INV-2): its outcome is unknown and stays so until the resolver settles it;
+//! 5. journal the outcome (synced) before answering (INV-1), and answer from the journaled state,
+//!    so a replay renders the very same answer.
+//!
+//! Requests are identified in the caller's namespace: the key is `(caller, partner_trans_id)`,
+//! as at Alipay (`partner_trans_id` is unique per `partner`). Merchant isolation follows: no
+//! caller can name another caller's transaction, and a transaction whose merchant the caller
+//! may no longer act for is answered as absent.
+
+pub mod decide;
+pub mod locks;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alipay::xml::{read_response, DEFAULT_RESPONSE_BYTES_MAX};
+use alipay::{Charset, FormBuilder, PayRequest, Request, Service};
+use ledger::{
+    AppendError, Appended, Draft, EventBody, Hash, Journal, Outcome, RefundKey, Rejected, TxnKey,
+    TxnState,
+};
+use ring::digest;
+
+use crate::telemetry;
+use crate::tenants::{Account, Caller, Route, Tenants};
+use crate::upstream::{Call, Upstream};
+use decide::{PayStep, RefundStep};
+use locks::Locks;
+
+/// Reads the clock, in UTC milliseconds: the only time source of the engine.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// Why a request was not processed. Nothing was journaled and nothing sent: the caller may
+/// retry with the same parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Busy {
+    /// The in-flight table is full.
+    InFlight,
+    /// The journal's queue is full.
+    JournalQueue,
+    /// The journal cannot write (failed closed) or read.
+    Journal,
+    /// No upstream endpoint of the account is usable.
+    Upstream,
+    /// The request could not be built or signed for upstream.
+    Build,
+}
+
+impl Busy {
+    /// A short name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Busy::InFlight => "in_flight",
+            Busy::JournalQueue => "journal_queue",
+            Busy::Journal => "journal",
+            Busy::Upstream => "upstream",
+            Busy::Build => "build",
+        }
+    }
+}
+
+/// The engine's answer to a pay, cancel or query: the transaction's journaled state, from which
+/// the gateway renders the merchant's answer.
+#[derive(Debug)]
+pub enum Answer {
+    /// Render from this state.
+    State(Box<TxnState>),
+    /// No such transaction in the caller's namespace: `TRADE_NOT_EXIST`.
+    NotFound,
+    /// Same key, different parameters: `CONTEXT_INCONSISTENT`, nothing sent.
+    Conflict,
+    /// Refused by the transaction's rules (e.g. a refund over the paid amount, a cancel of a
+    /// failed pay): the Alipay error code to answer, with the state when there is one.
+    Refused(&'static str, Option<Box<TxnState>>),
+    /// Not processed; safe to retry.
+    Busy(Busy),
+}
+
+/// The engine.
+pub struct Engine {
+    journal: Arc<Journal>,
+    tenants: Arc<Tenants>,
+    upstreams: HashMap<String, Arc<Upstream>>,
+    locks: Locks,
+    node: String,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("node", &self.node)
+            .field("in_flight", &self.locks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long an outcome append waits between tries while the journal's queue is full. The
+/// upstream call happened; its outcome must be journaled, so it waits rather than drops.
+const OUTCOME_RETRY: Duration = Duration::from_millis(1);
+
+/// Parameters that do not take part in the fingerprint: the signature, its type, the charset
+/// (the decoded values are compared) and where to send notifications.
+const UNFINGERPRINTED: [&str; 4] = ["sign", "sign_type", "_input_charset", "notify_url"];
+
+/// The fingerprint of a request: SHA-256 over its parameters' decoded names and values (the form
+/// is sorted by name), length-prefixed, except [`UNFINGERPRINTED`] and empty values.
+pub fn fingerprint(form: &alipay::Form<'_>) -> Hash {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    for p in form.params() {
+        if UNFINGERPRINTED.contains(&p.name()) || p.value().is_empty() {
+            continue;
+        }
+        for part in [p.name().as_bytes(), p.value().as_bytes()] {
+            let len = u64::try_from(part.len()).unwrap_or(u64::MAX);
+            ctx.update(&len.to_le_bytes());
+            ctx.update(part);
+        }
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// The id the switch sends upstream for `(caller, id)`: the node's prefix, a kind letter and 30
+/// hex digits of SHA-256 — unique in the upstream account (120 bits; a collision is refused by
+/// the journal's index, never merged), the same on every retry, at most 40 characters.
+pub fn upstream_id(node: &str, kind: char, caller: &str, id: &str) -> String {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(caller.as_bytes());
+    ctx.update(&[0]);
+    ctx.update(id.as_bytes());
+    let d = ctx.finish();
+    let mut s = String::with_capacity(node.len() + 31);
+    s.push_str(node);
+    s.push(kind);
+    for b in d.as_ref().iter().take(15) {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+impl Engine {
+    /// An engine over an open journal, the routing table and one upstream client per account.
+    pub fn new(
+        journal: Arc<Journal>,
+        tenants: Arc<Tenants>,
+        upstreams: HashMap<String, Arc<Upstream>>,
+        in_flight_max: usize,
+        node: String,
+        clock: Clock,
+    ) -> Engine {
+        Engine {
+            journal,
+            tenants,
+            upstreams,
+            locks: Locks::new(in_flight_max),
+            node,
+            clock,
+        }
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> &Arc<Journal> {
+        &self.journal
+    }
+
+    /// The upstream clients by account name.
+    pub fn upstreams(&self) -> &HashMap<String, Arc<Upstream>> {
+        &self.upstreams
+    }
+
+    fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    async fn lock(&self, key: &TxnKey) -> Result<locks::Held<'_>, Busy> {
+        let held = self.locks.lock(key).await.map_err(|_| Busy::InFlight)?;
+        if held.waited {
+            metrics::counter!(telemetry::COALESCED).increment(1);
+        }
+        metrics::gauge!(telemetry::ENGINE_IN_FLIGHT).set(usize_f64(self.locks.len()));
+        Ok(held)
+    }
+
+    fn read(&self, key: &TxnKey) -> Result<Option<TxnState>, Busy> {
+        self.journal.txn(key).map_err(|e| {
+            tracing::error!(error = %e, "journal read failed");
+            Busy::Journal
+        })
+    }
+
+    /// Journals an intent: refused at once when the queue is full (nothing sent yet).
+    async fn intent(&self, key: &TxnKey, drafts: Vec<Draft>) -> Result<Appended, AppendError> {
+        self.journal.try_append(key.clone(), drafts).await
+    }
+
+    /// Journals an outcome: waits while the queue is full, because the call already happened.
+    async fn outcome(&self, key: &TxnKey, drafts: Vec<Draft>) -> Result<Appended, AppendError> {
+        loop {
+            match self.journal.try_append(key.clone(), drafts.clone()).await {
+                Err(AppendError::QueueFull) => tokio::time::sleep(OUTCOME_RETRY).await,
+                other => return other,
+            }
+        }
+    }
+
+    fn upstream_of(&self, account: &Account) -> Option<&Arc<Upstream>> {
+        self.upstreams.get(&account.name)
+    }
+
+    /// The transaction `ptid` of `caller`, if it exists and the caller may still act for its
+    /// merchant.
+    fn find(&self, caller: &Caller, ptid: &str) -> Result<Option<(TxnKey, TxnState)>, Busy> {
+        let key = TxnKey::new(caller.id.as_str(), ptid);
+        let Some(state) = self.read(&key)? else {
+            return Ok(None);
+        };
+        if !self.permitted(caller, &state) {
+            return Ok(None);
+        }
+        Ok(Some((key, state)))
+    }
+
+    fn permitted(&self, caller: &Caller, state: &TxnState) -> bool {
+        self.tenants
+            .owner(
+                &state.upstream_partner,
+                state.secondary_merchant_id.as_deref(),
+            )
+            .is_some_and(|m| caller.may_act_for(&m.id))
+    }
+
+    fn route_of(&self, state: &TxnState) -> Option<(Arc<Account>, Arc<Upstream>)> {
+        let account = self.tenants.account_by_partner(&state.upstream_partner)?;
+        let upstream = self.upstream_of(account)?;
+        Some((Arc::clone(account), Arc::clone(upstream)))
+    }
+
+    /// A pay: replayed, refused as a conflict, or journaled, sent once and journaled again.
+    pub async fn pay(
+        &self,
+        caller: &Caller,
+        route: &Route,
+        req: &PayRequest<'_>,
+        extend_info: Option<alipay::ExtendInfo>,
+        fingerprint: Hash,
+    ) -> Answer {
+        let key = TxnKey::new(caller.id.as_str(), req.partner_trans_id);
+        let _held = match self.lock(&key).await {
+            Ok(h) => h,
+            Err(b) => return Answer::Busy(b),
+        };
+        let existing = match self.read(&key) {
+            Ok(s) => s,
+            Err(b) => return Answer::Busy(b),
+        };
+        match decide::pay_step(existing.as_ref(), &fingerprint) {
+            PayStep::Replay => {
+                return match existing {
+                    Some(s) if self.permitted(caller, &s) => Answer::State(Box::new(s)),
+                    _ => Answer::Conflict,
+                }
+            }
+            PayStep::Conflict => return Answer::Conflict,
+            PayStep::Start => {}
+        }
+        let Some(upstream) = self.upstream_of(&route.account) else {
+            return Answer::Busy(Busy::Upstream);
+        };
+        if !upstream.usable() {
+            return Answer::Busy(Busy::Upstream);
+        }
+        let account = &route.account;
+        let upstream_trans_id = upstream_id(&self.node, 'P', &caller.id, req.partner_trans_id);
+        // Built and signed before the intent is journaled: a request that cannot be built is
+        // refused with nothing journaled.
+        let mut forward = req.clone();
+        forward.partner = &account.partner;
+        forward.partner_trans_id = &upstream_trans_id;
+        forward.extend_info = extend_info;
+        forward.notify_url = None;
+        let mut b = FormBuilder::new(Charset::Utf8);
+        Request::Pay(forward).write_form(&mut b);
+        let Ok((query, body)) = b.finish_post(&account.signer) else {
+            return Answer::Busy(Busy::Build);
+        };
+        let amount = decide::money(req.trans_amount);
+        let notify_url = req
+            .notify_url
+            .map(str::to_owned)
+            .or_else(|| caller.notify_url.clone());
+        let ext = route.merchant.mode == crate::tenants::Mode::Acquirer;
+        let primary = account
+            .endpoints
+            .first()
+            .map(|e| e.name.clone())
+            .unwrap_or_default();
+        let now = self.now();
+        let drafts = vec![
+            Draft::new(
+                now,
+                EventBody::PayReceived {
+                    upstream_partner: account.partner.clone(),
+                    upstream_trans_id,
+                    fingerprint,
+                    amount,
+                    trans_create_time: req.trans_create_time.compact().to_string(),
+                    secondary_merchant_id: ext
+                        .then(|| route.merchant.secondary_merchant_id.clone()),
+                    store_id: None,
+                    notify_url,
+                },
+            ),
+            Draft::new(
+                now,
+                EventBody::PaySent {
+                    attempt: 1,
+                    endpoint: primary.clone(),
+                },
+            ),
+        ];
+        let sent_state = match self.intent(&key, drafts).await {
+            Ok(a) => a.state,
+            Err(e) => return self.refused_intent(e),
+        };
+        let call = upstream.call(Service::Pay, &query, body).await;
+        let (attempt, endpoint, body) = match call {
+            Call::Answered {
+                endpoint,
+                attempt,
+                body,
+            } => (attempt, endpoint, Some(body)),
+            Call::Unknown {
+                endpoint, attempt, ..
+            } => (attempt, endpoint, None),
+            Call::NotSent { reason } => {
+                // Nothing reached Alipay: the pay definitely did not happen.
+                tracing::warn!(%reason, "pay not sent upstream");
+                let outcome = EventBody::PayOutcome {
+                    result: Outcome::Fail,
+                    alipay_trans_id: None,
+                    amount: None,
+                    paid_at_ms: None,
+                    fee: None,
+                    error_code: Some(NOT_SENT_CODE.to_owned()),
+                };
+                return self.finish(&key, vec![outcome], sent_state).await;
+            }
+        };
+        let outcome = match &body {
+            Some(body) => {
+                let mut scratch = String::new();
+                match read_response(body, &mut scratch, DEFAULT_RESPONSE_BYTES_MAX) {
+                    Ok(doc) => decide::pay_outcome(Some(&doc), amount),
+                    Err(_) => decide::pay_outcome(None, amount),
+                }
+            }
+            None => decide::pay_outcome(None, amount),
+        };
+        let mut events = Vec::with_capacity(2);
+        if attempt > 1 {
+            events.push(EventBody::PaySent { attempt, endpoint });
+        }
+        events.push(outcome);
+        self.finish(&key, events, sent_state).await
+    }
+
+    /// Journals outcome events and answers from the resulting state; when the journal cannot
+    /// take them, answers from the state before them (a pay in flight reads as UNKNOWN).
+    async fn finish(&self, key: &TxnKey, events: Vec<EventBody>, before: TxnState) -> Answer {
+        let now = self.now();
+        let drafts = events.into_iter().map(|b| Draft::new(now, b)).collect();
+        match self.outcome(key, drafts).await {
+            Ok(a) => Answer::State(Box::new(a.state)),
+            Err(e) => {
+                tracing::error!(error = %e, "outcome not journaled; answering from the journal");
+                Answer::State(Box::new(before))
+            }
+        }
+    }
+
+    fn refused_intent(&self, e: AppendError) -> Answer {
+        match e {
+            AppendError::QueueFull => Answer::Busy(Busy::JournalQueue),
+            AppendError::Rejected(r) => match refund_refusal(&r) {
+                Some(code) => Answer::Refused(code, None),
+                None => Answer::Conflict,
+            },
+            other => {
+                tracing::error!(error = %other, "intent not journaled");
+                Answer::Busy(Busy::Journal)
+            }
+        }
+    }
+
+    /// A query: final states from the journal; otherwise one upstream query (under the
+    /// transaction's lock, so concurrent pollers share it), journaled.
+    pub async fn query(&self, caller: &Caller, ptid: &str) -> Answer {
+        let found = match self.find(caller, ptid) {
+            Ok(f) => f,
+            Err(b) => return Answer::Busy(b),
+        };
+        let Some((key, state)) = found else {
+            return Answer::NotFound;
+        };
+        if decide::query_from_journal(&state) {
+            return Answer::State(Box::new(state));
+        }
+        let held = match self.lock(&key).await {
+            Ok(h) => h,
+            Err(_) => return Answer::State(Box::new(state)),
+        };
+        let state = match self.read(&key) {
+            Ok(Some(s)) => s,
+            Ok(None) => return Answer::NotFound,
+            Err(b) => return Answer::Busy(b),
+        };
+        // Someone else just asked (or the pay just finished): their answer is fresh.
+        if held.waited || decide::query_from_journal(&state) {
+            return Answer::State(Box::new(state));
+        }
+        let Some((account, upstream)) = self.route_of(&state) else {
+            return Answer::State(Box::new(state));
+        };
+        let mut b = FormBuilder::new(Charset::Utf8);
+        b.push("service", Service::Query.name())
+            .push("partner", &account.partner)
+            .push("partner_trans_id", &state.upstream_trans_id);
+        let Ok((query, body)) = b.finish_post(&account.signer) else {
+            return Answer::State(Box::new(state));
+        };
+        let Call::Answered { body, .. } = upstream.call(Service::Query, &query, body).await else {
+            return Answer::State(Box::new(state));
+        };
+        let mut scratch = String::new();
+        let event = match read_response(&body, &mut scratch, DEFAULT_RESPONSE_BYTES_MAX) {
+            Ok(doc) => decide::query_result(&doc),
+            Err(_) => None,
+        };
+        match event {
+            Some(event) => self.finish(&key, vec![event], state).await,
+            None => Answer::State(Box::new(state)),
+        }
+    }
+
+    /// A cancel: replayed when already cancelled; otherwise journaled, sent, journaled.
+    pub async fn cancel(&self, caller: &Caller, ptid: &str) -> Answer {
+        let key = match self.find(caller, ptid) {
+            Ok(Some((key, _))) => key,
+            Ok(None) => return Answer::NotFound,
+            Err(b) => return Answer::Busy(b),
+        };
+        let _held = match self.lock(&key).await {
+            Ok(h) => h,
+            Err(b) => return Answer::Busy(b),
+        };
+        let state = match self.read(&key) {
+            Ok(Some(s)) => s,
+            Ok(None) => return Answer::NotFound,
+            Err(b) => return Answer::Busy(b),
+        };
+        use ledger::TxnStatus as S;
+        match state.status {
+            S::Closed | S::Reversed => return Answer::State(Box::new(state)),
+            S::Failed | S::Refunded => {
+                return Answer::Refused("TRADE_STATUS_ERROR", Some(Box::new(state)))
+            }
+            S::Received | S::Sent | S::Unknown | S::Paid => {}
+        }
+        let Some((account, upstream)) = self.route_of(&state) else {
+            return Answer::Busy(Busy::Upstream);
+        };
+        let now = self.now();
+        let mut b = FormBuilder::new(Charset::Utf8);
+        b.push("service", Service::Cancel.name())
+            .push("partner", &account.partner)
+            .push("out_trade_no", &state.upstream_trans_id)
+            .push("timestamp", &now.to_string());
+        let Ok((query, body)) = b.finish_post(&account.signer) else {
+            return Answer::Busy(Busy::Build);
+        };
+        let attempt = state.cancel.attempts.saturating_add(1);
+        let draft = Draft::new(now, EventBody::CancelAttempt { attempt });
+        let state = match self.intent(&key, vec![draft]).await {
+            Ok(a) => a.state,
+            Err(AppendError::Rejected(_)) => {
+                return Answer::Refused("TRADE_STATUS_ERROR", Some(Box::new(state)))
+            }
+            Err(e) => return self.refused_intent(e),
+        };
+        let event = match upstream.call(Service::Cancel, &query, body).await {
+            Call::Answered { body, .. } => {
+                let mut scratch = String::new();
+                match read_response(&body, &mut scratch, DEFAULT_RESPONSE_BYTES_MAX) {
+                    Ok(doc) => decide::cancel_result(Some(&doc)),
+                    Err(_) => decide::cancel_result(None),
+                }
+            }
+            // Never sent: retryable, nothing happened at Alipay.
+            Call::NotSent { .. } => EventBody::CancelResult {
+                result: Outcome::Fail,
+                action: None,
+                retry: true,
+                error_code: Some(NOT_SENT_CODE.to_owned()),
+            },
+            Call::Unknown { .. } => decide::cancel_result(None),
+        };
+        self.finish_or_unknown(&key, event, state).await
+    }
+
+    /// Journals a result; when the fold refuses it (an answer that contradicts the journal, e.g.
+    /// Alipay "closing" a trade the journal knows is paid), journals it as unknown instead so the
+    /// resolver settles it, and logs the contradiction.
+    async fn finish_or_unknown(&self, key: &TxnKey, event: EventBody, before: TxnState) -> Answer {
+        let now = self.now();
+        match self
+            .outcome(key, vec![Draft::new(now, event.clone())])
+            .await
+        {
+            Ok(a) => Answer::State(Box::new(a.state)),
+            Err(AppendError::Rejected(r)) => {
+                tracing::error!(rejected = %r, kind = event.kind(), "upstream answer contradicts the journal; recorded as unknown");
+                let unknown = match event {
+                    EventBody::CancelResult { .. } => decide::cancel_result(None),
+                    EventBody::RefundResult { refund, .. } => decide::refund_result(None, refund),
+                    other => other,
+                };
+                self.finish(key, vec![unknown], before).await
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "outcome not journaled; answering from the journal");
+                Answer::State(Box::new(before))
+            }
+        }
+    }
+
+    /// A refund: replayed or refused as a conflict by its id; otherwise its intent reserves the
+    /// amount (refused when it would exceed what is left), it is sent, and its result journaled.
+    pub async fn refund(
+        &self,
+        caller: &Caller,
+        req: &alipay::RefundRequest<'_>,
+        fingerprint: Hash,
+    ) -> Answer {
+        let key = match self.find(caller, req.partner_trans_id) {
+            Ok(Some((key, _))) => key,
+            Ok(None) => return Answer::NotFound,
+            Err(b) => return Answer::Busy(b),
+        };
+        let _held = match self.lock(&key).await {
+            Ok(h) => h,
+            Err(b) => return Answer::Busy(b),
+        };
+        let state = match self.read(&key) {
+            Ok(Some(s)) => s,
+            Ok(None) => return Answer::NotFound,
+            Err(b) => return Answer::Busy(b),
+        };
+        if let (Some(given), Some(known)) = (req.alipay_trans_id, state.alipay_trans_id.as_deref())
+        {
+            if given != known {
+                return Answer::NotFound;
+            }
+        }
+        match decide::refund_step(&state, req.partner_refund_id, &fingerprint) {
+            RefundStep::Replay => return Answer::State(Box::new(state)),
+            RefundStep::Conflict => return Answer::Conflict,
+            RefundStep::Start => {}
+        }
+        let Some((account, upstream)) = self.route_of(&state) else {
+            return Answer::Busy(Busy::Upstream);
+        };
+        if !upstream.usable() {
+            return Answer::Busy(Busy::Upstream);
+        }
+        let upstream_refund_id = upstream_id(&self.node, 'R', &caller.id, req.partner_refund_id);
+        let amount = req.refund_amount;
+        let mut b = FormBuilder::new(Charset::Utf8);
+        b.push("service", Service::Refund.name())
+            .push("partner", &account.partner)
+            .push("partner_trans_id", &state.upstream_trans_id)
+            .push("partner_refund_id", &upstream_refund_id)
+            .push("refund_amount", &amount.to_string())
+            .push("currency", amount.currency().code())
+            .push_opt("refund_reason", req.refund_reason)
+            .push("is_sync", "Y");
+        let Ok((query, body)) = b.finish_post(&account.signer) else {
+            return Answer::Busy(Busy::Build);
+        };
+        let refund = RefundKey::new(caller.id.as_str(), req.partner_refund_id);
+        let draft = Draft::new(
+            self.now(),
+            EventBody::RefundIntent {
+                refund: refund.clone(),
+                upstream_refund_id,
+                amount: decide::money(amount),
+                fingerprint,
+                reason: req.refund_reason.map(str::to_owned),
+            },
+        );
+        let state = match self.intent(&key, vec![draft]).await {
+            Ok(a) => a.state,
+            Err(AppendError::Rejected(r)) => {
+                return match refund_refusal(&r) {
+                    Some(code) => Answer::Refused(code, Some(Box::new(state))),
+                    None => Answer::Conflict,
+                }
+            }
+            Err(e) => return self.refused_intent(e),
+        };
+        let event = match upstream.call(Service::Refund, &query, body).await {
+            Call::Answered { body, .. } => {
+                let mut scratch = String::new();
+                match read_response(&body, &mut scratch, DEFAULT_RESPONSE_BYTES_MAX) {
+                    Ok(doc) => decide::refund_result(Some(&doc), refund),
+                    Err(_) => decide::refund_result(None, refund),
+                }
+            }
+            // Never sent: definitely not refunded; the reservation is released.
+            Call::NotSent { .. } => EventBody::RefundResult {
+                refund,
+                result: Outcome::Fail,
+                fee: None,
+                error_code: Some(NOT_SENT_CODE.to_owned()),
+            },
+            Call::Unknown { .. } => decide::refund_result(None, refund),
+        };
+        self.finish_or_unknown(&key, event, state).await
+    }
+}
+
+/// The error code journaled (and answered) when a request was never sent upstream (every
+/// endpoint unreachable): definitely not done. The transaction is final as failed, so a retry
+/// needs a new order number (a cancel's is retryable).
+pub const NOT_SENT_CODE: &str = "UPSTREAM_UNREACHABLE";
+
+/// The error code answered when a request was not processed at all ([`Busy`]): nothing was
+/// journaled or sent, so the same request may be sent again as it is.
+pub const BUSY_CODE: &str = "SYSTEM_BUSY";
+
+/// The Alipay error code for a refund the journal's rules refuse (`None`: an id conflict).
+fn refund_refusal(r: &Rejected) -> Option<&'static str> {
+    Some(match r {
+        Rejected::RefundExceedsPaid { paid_minor: 0, .. } => "TRADE_STATUS_ERROR",
+        Rejected::RefundExceedsPaid { .. } => "RETURN_AMOUNT_EXCEED",
+        Rejected::CurrencyMismatch { .. } => "CURRENCY_NOT_SAME",
+        Rejected::InvalidTransition { .. } => "TRADE_STATUS_ERROR",
+        Rejected::TooManyRefunds { .. } => "REFUND_AMT_RESTRICTION",
+        Rejected::RefundIdConflict
+        | Rejected::RefundExists
+        | Rejected::RefundOfOtherTxn
+        | Rejected::AlreadyReceived { .. }
+        | Rejected::UpstreamIdTaken => return None,
+        _ => "SYSTEM_ERROR",
+    })
+}
+
+/// A count as a gauge value.
+#[allow(clippy::as_conversions, clippy::cast_precision_loss)]
+pub(crate) fn usize_f64(n: usize) -> f64 {
+    n as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_ids_are_stable_distinct_and_short() {
+        let a = upstream_id("sw1", 'P', "2088000000000001", "T1");
+        assert_eq!(a, upstream_id("sw1", 'P', "2088000000000001", "T1"));
+        assert_ne!(a, upstream_id("sw1", 'P', "2088000000000002", "T1"));
+        assert_ne!(a, upstream_id("sw1", 'R', "2088000000000001", "T1"));
+        // No ambiguity from concatenation.
+        assert_ne!(
+            upstream_id("sw1", 'P', "ab", "c"),
+            upstream_id("sw1", 'P', "a", "bc")
+        );
+        assert!(a.len() <= 40 && a.starts_with("sw1P"));
+        assert!(a.bytes().all(|b| b.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn fingerprint_ignores_signature_charset_and_notify_url_only() {
+        let limits = alipay::FormLimits::default();
+        let base = b"service=s&partner=p&a=1&sign=x&sign_type=MD5&notify_url=http://a";
+        let f1 = alipay::Form::parse(b"", base, &limits).unwrap();
+        let other_sig = b"service=s&partner=p&a=1&sign=y&sign_type=RSA2&notify_url=http://b";
+        let f2 = alipay::Form::parse(b"_input_charset=GBK", other_sig, &limits).unwrap();
+        assert_eq!(fingerprint(&f1), fingerprint(&f2));
+        let changed = b"service=s&partner=p&a=2&sign=x&sign_type=MD5";
+        let f3 = alipay::Form::parse(b"", changed, &limits).unwrap();
+        assert_ne!(fingerprint(&f1), fingerprint(&f3));
+    }
+}
