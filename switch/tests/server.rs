@@ -57,6 +57,7 @@ impl Handler for Toy {
             post: req.method_post,
             peer_ip_loopback: req.peer.ip().is_loopback(),
         });
+        assert_ne!(query, "panic", "the toy handler panics when asked to");
         if query == "slow" {
             let released = self.release.notified();
             self.started.notify_one();
@@ -505,8 +506,8 @@ async fn a_body_over_the_limit_gets_the_handlers_rejection_and_never_reaches_it(
 
 fn quick_limits() -> ServerLimits {
     ServerLimits {
-        header_read_timeout: Duration::from_millis(300),
-        request_timeout: Duration::from_millis(600),
+        header_read_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(2),
         ..ServerLimits::default()
     }
 }
@@ -526,6 +527,20 @@ async fn a_slow_head_is_cut_off() {
     // The server still serves others.
     let ok = send(s.http(), None, "GET", "/gateway.do?a=1", b"").await;
     assert_eq!(ok.status, 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_head_over_the_limit_is_answered_431() {
+    let s = start(Setup::default()).await;
+    // Exactly the buffer's size, without the head's end: hyper gives up and says so.
+    let mut long = b"GET /gateway.do?".to_vec();
+    long.resize(server::HEAD_BYTES_MAX, b'a');
+    let mut stream = TcpStream::connect(s.http()).await.unwrap();
+    let got = raw_exchange(&mut stream, &long).await.unwrap();
+    assert!(got.starts_with("HTTP/1.1 431"), "{got}");
+    assert_eq!(s.calls(), 0);
+    eventually_rejects(s.http(), None, "bad_head", 1.0).await;
     s.stop().await;
 }
 
@@ -571,6 +586,39 @@ async fn a_handler_past_the_deadline_is_answered_by_the_transport_and_still_fini
     );
     // The handler was not cancelled: it is still waiting, and finishes when released.
     s.toy.release.notify_one();
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout() {
+    let s = start(Setup {
+        limits: quick_limits(),
+        ..Setup::default()
+    })
+    .await;
+    let (mut sender, conn) = connect(s.http(), None).await;
+    assert_eq!(
+        send_on(&mut sender, "GET", "/gateway.do?a", b"")
+            .await
+            .status,
+        200
+    );
+    // No next request: the server ends the connection (the client's driver then returns).
+    tokio::time::timeout(PATIENCE, conn)
+        .await
+        .expect("the server closes an idle connection")
+        .unwrap();
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_panicking_handler_is_answered_500_and_the_server_goes_on() {
+    let s = start(Setup::default()).await;
+    let answer = send(s.http(), None, "GET", "/gateway.do?panic", b"").await;
+    assert_eq!(answer.status, 500);
+    assert_eq!(answer.header("connection"), "close");
+    let next = send(s.http(), None, "GET", "/gateway.do?after", b"").await;
+    assert_eq!(next.status, 200);
     s.stop().await;
 }
 
@@ -703,6 +751,17 @@ async fn graceful_shutdown_finishes_the_request_in_flight_and_refuses_new_connec
     tokio::time::timeout(PATIENCE, started)
         .await
         .expect("the slow request reaches the handler");
+    // Gauges are process-wide (tests run in parallel), but this test's request and connections
+    // keep them at 1 or more.
+    let metrics = send_on(&mut idle, "GET", "/metrics", b"").await.body;
+    assert!(
+        metric_value(&metrics, "switch_in_flight").unwrap() >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        metric_value(&metrics, "switch_connections").unwrap() >= 2.0,
+        "{metrics}"
+    );
 
     let _ = s.stop.take().unwrap().send(());
     // New connections are refused once the listener is closed.
