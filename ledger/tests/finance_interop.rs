@@ -16,7 +16,6 @@ use alipay_sim::config::{Resubmit, Rules};
 use alipay_sim::dials::{PayOutcome, PayPlan};
 use alipay_sim::ledger::pay::PayInput;
 use alipay_sim::ledger::{Ledger, Trade};
-use alipay_sim::money::Rate as SimRate;
 use ledger::finance::alipay_file::parse_transactions;
 use ledger::finance::amount::Rate;
 use ledger::finance::export::{export, ExportFormat};
@@ -35,8 +34,8 @@ fn bj(text: &str) -> i64 {
 
 fn rules() -> Rules {
     let mut rates_to_cny = BTreeMap::new();
-    rates_to_cny.insert(Currency::USD, SimRate::parse("7.10650000").unwrap());
-    rates_to_cny.insert(Currency::JPY, SimRate::parse("0.04700000").unwrap());
+    rates_to_cny.insert(Currency::USD, Rate::parse("7.10650000").unwrap());
+    rates_to_cny.insert(Currency::JPY, Rate::parse("0.04700000").unwrap());
     Rules {
         trade_timeout_ms: 3 * MIN,
         cancel_grace_ms: 15 * MIN,

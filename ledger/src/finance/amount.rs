@@ -3,25 +3,22 @@
 //! The journal's [`Money`] is minor units and an ISO code; Alipay's files write decimal strings
 //! in major units with exactly the currency's decimals (spec §9: none for JPY and KRW, two for
 //! every other supported currency). Fees are basis points of an amount rounded half up, and a
-//! refund returns fees cumulatively, exactly as the simulator charges them
-//! (`simulator/src/money.rs`), so an export computed from a fee rate agrees with Alipay's file to
-//! the cent. Rates have 8 decimals and are integers scaled by 1e8. No float anywhere.
-
-use std::fmt;
+//! refund returns fees cumulatively, exactly as the simulator charges them: both use the
+//! `switch-money` crate's rounding, so an export computed from a fee rate agrees with Alipay's
+//! file to the cent. Rates have 8 decimals and are integers scaled by 1e8. No float anywhere.
 
 use crate::record::Money;
+
+/// Rates, fees and their rounding are the `switch-money` crate's, which the simulator uses too:
+/// one piece of code, so an export computed from a fee rate cannot round differently from
+/// Alipay's (simulated) file.
+pub use switch_money::{fee_minor, refund_fee_minor, Rate, BPS_PER_WHOLE, RATE_SCALE};
 
 /// The settlement currencies of spec §9.
 pub const SUPPORTED_CURRENCIES: [&str; 26] = [
     "GBP", "HKD", "USD", "SGD", "JPY", "CAD", "AUD", "EUR", "NZD", "KRW", "THB", "CHF", "SEK",
     "DKK", "NOK", "MYR", "IDR", "PHP", "MUR", "ILS", "LKR", "RUB", "AED", "CZK", "ZAR", "CNY",
 ];
-
-/// The scale of a [`Rate`]: 8 decimals.
-pub const RATE_SCALE: u64 = 100_000_000;
-
-/// Basis points in one whole; the largest valid fee rate.
-pub const BPS_PER_WHOLE: u32 = 10_000;
 
 /// Longest decimal amount accepted, in characters (integer digits, point and decimals). Far above
 /// Alipay's maximum of 100000000.00 and far below what overflows `u64` minor units.
@@ -137,78 +134,16 @@ pub fn parse_money(text: &str, currency: [u8; 3]) -> Result<Money, AmountError> 
     Ok(Money::new(minor, currency))
 }
 
-/// An exchange rate scaled by 1e8: `7.10650000` is `710_650_000`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Rate(u64);
-
-impl Rate {
-    /// One to one.
-    pub const ONE: Rate = Rate(RATE_SCALE);
-
-    /// Parses `digits.dddddddd` (exactly 8 decimals, positive, at most 10 integer digits).
-    pub fn parse(text: &str) -> Option<Rate> {
-        let (int_part, frac) = text.split_once('.')?;
-        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-        if !digits(int_part) || int_part.len() > 10 || frac.len() != 8 || !digits(frac) {
-            return None;
-        }
-        let int_part: u64 = int_part.parse().ok()?;
-        let frac: u64 = frac.parse().ok()?;
-        let scaled = int_part.checked_mul(RATE_SCALE)?.checked_add(frac)?;
-        (scaled > 0).then_some(Rate(scaled))
-    }
-
-    /// The rate scaled by 1e8.
-    pub const fn scaled(self) -> u64 {
-        self.0
-    }
-}
-
-impl fmt::Display for Rate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:08}", self.0 / RATE_SCALE, self.0 % RATE_SCALE)
-    }
-}
-
-/// `numerator / denominator` rounded half up; `None` on a zero denominator or beyond `u64`.
-fn div_round_half_up(numerator: u128, denominator: u128) -> Option<u64> {
-    if denominator == 0 {
-        return None;
-    }
-    let q = numerator.checked_add(denominator / 2)? / denominator;
-    u64::try_from(q).ok()
-}
-
 /// Converts `money` at `rate` (units of `to` per unit of its currency), half up to the minor
 /// unit of `to`. `None` only on overflow.
 pub fn convert(money: Money, rate: Rate, to: [u8; 3]) -> Option<Money> {
-    let numerator = u128::from(money.minor)
-        .checked_mul(u128::from(rate.0))?
-        .checked_mul(u128::from(minor_per_major(to)))?;
-    let denominator =
-        u128::from(minor_per_major(money.currency)).checked_mul(u128::from(RATE_SCALE))?;
-    Some(Money::new(div_round_half_up(numerator, denominator)?, to))
-}
-
-/// Alipay's fee on `amount_minor` at `fee_rate_bps`, half up, never more than the amount.
-pub fn fee_minor(amount_minor: u64, fee_rate_bps: u32) -> u64 {
-    let numerator = u128::from(amount_minor) * u128::from(fee_rate_bps);
-    div_round_half_up(numerator, u128::from(BPS_PER_WHOLE))
-        .unwrap_or(u64::MAX)
-        .min(amount_minor)
-}
-
-/// The fee a refund returns: the fee on everything refunded so far (this refund included),
-/// capped at the fee the payment was charged, less what earlier refunds already returned. The
-/// returns of a fully refunded payment therefore add up to exactly its fee, however it was split.
-pub fn refund_fee_minor(
-    charged_minor: u64,
-    refunded_after_minor: u64,
-    returned_before_minor: u64,
-    fee_rate_bps: u32,
-) -> u64 {
-    let due = fee_minor(refunded_after_minor, fee_rate_bps).min(charged_minor);
-    due.saturating_sub(returned_before_minor)
+    let minor = switch_money::convert_minor(
+        money.minor,
+        rate,
+        minor_per_major(money.currency),
+        minor_per_major(to),
+    )?;
+    Some(Money::new(minor, to))
 }
 
 #[cfg(test)]
@@ -237,27 +172,16 @@ mod tests {
     }
 
     #[test]
-    fn fees_round_half_up_and_refunds_return_them_cumulatively() {
-        assert_eq!(fee_minor(10_000, 180), 180);
-        assert_eq!(fee_minor(84, 180), 2); // 1.512 -> 2
-        assert_eq!(fee_minor(28, 180), 1); // 0.504 -> 1
-        let charged = fee_minor(84, 180);
-        let r1 = refund_fee_minor(charged, 28, 0, 180);
-        let r2 = refund_fee_minor(charged, 56, r1, 180);
-        let r3 = refund_fee_minor(charged, 84, r1 + r2, 180);
-        assert_eq!((r1, r2, r3), (1, 0, 1));
-        assert_eq!(r1 + r2 + r3, charged);
-    }
-
-    #[test]
-    fn rates_have_eight_decimals() {
+    fn conversion_uses_each_currency_s_decimals() {
         let rate = Rate::parse("7.10650000").unwrap();
-        assert_eq!(rate.to_string(), "7.10650000");
-        assert!(Rate::parse("7.1065").is_none());
-        assert!(Rate::parse("0.00000000").is_none());
         assert_eq!(
             convert(Money::new(10_000, USD), rate, CNY),
             Some(Money::new(71_065, CNY))
+        );
+        let rate = Rate::parse("0.04750000").unwrap();
+        assert_eq!(
+            convert(Money::new(1_000, JPY), rate, CNY),
+            Some(Money::new(4_750, CNY))
         );
     }
 }
