@@ -158,12 +158,39 @@ fn check_tables(path: &Path) -> Result<bool> {
     )))
 }
 
+/// Refuses a database that holds data but lacks the journal's `meta` table: not a creation cut
+/// short (which holds nothing, since every write comes after the format marker) but another
+/// program's RocksDB at a mistaken path. Checked read-only, before open would add the
+/// journal's tables to it.
+fn check_unwritten(path: &Path) -> Result<()> {
+    let found = DB::list_cf(&rocksdb::Options::default(), path).map_err(storage("list tables"))?;
+    let db = DB::open_cf_for_read_only(&rocksdb::Options::default(), path, &found, false)
+        .map_err(storage("open to check"))?;
+    for name in &found {
+        let cf = db.cf_handle(name).ok_or_else(|| {
+            Error::NotAJournal(format!("{}: table {name} vanished", path.display()))
+        })?;
+        if let Some(first) = db.iterator_cf(cf, rocksdb::IteratorMode::Start).next() {
+            first.map_err(storage("check tables"))?;
+            return Err(Error::NotAJournal(format!(
+                "{}: a database with data in table {name} but no journal format",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Journal {
     /// Opens the journal at `path`, creating it if the directory holds no database.
     pub fn open(path: impl AsRef<Path>, opts: JournalOptions) -> Result<Journal> {
         let path = path.as_ref();
         let opts = opts.normalized();
-        let complete = options::exists(path) && check_tables(path)?;
+        let exists = options::exists(path);
+        let complete = exists && check_tables(path)?;
+        if exists && !complete {
+            check_unwritten(path)?;
+        }
         let mut db_options = options::db_options(&opts);
         // Tables are created with a new journal only; an existing one must have them all.
         db_options.create_missing_column_families(!complete);

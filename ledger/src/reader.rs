@@ -83,6 +83,14 @@ impl Reader {
         let state = self.get::<Txns>(key)?;
         if let Some(s) = &state {
             s.assert_invariants();
+            // The chain does not cover snapshots: one filed under another key would answer a
+            // query about this transaction with another's money. The writer asserts the same.
+            if &s.txn != key {
+                return Err(Error::Inconsistent(format!(
+                    "txns holds the snapshot of {:?} under {key:?}",
+                    s.txn
+                )));
+            }
         }
         Ok(state)
     }
@@ -175,6 +183,12 @@ impl Reader {
             let event = self.event(seq)?.ok_or_else(|| {
                 Error::Inconsistent(format!("txn_events names event {seq}, which is absent"))
             })?;
+            if &event.txn != key {
+                return Err(Error::Inconsistent(format!(
+                    "txn_events lists event {seq}, of {:?}, under {key:?}",
+                    event.txn
+                )));
+            }
             out.push(event);
             if out.len() >= cap {
                 break;

@@ -246,6 +246,93 @@ fn another_format_is_incompatible() {
     );
 }
 
+/// A raw RocksDB database with the tables `names` (besides `default`).
+fn raw_db(path: &std::path::Path, names: &[&str]) -> rocksdb::DB {
+    let mut opts = rocksdb::Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    rocksdb::DB::open_cf(&opts, path, names).unwrap()
+}
+
+fn tables(path: &std::path::Path) -> Vec<String> {
+    rocksdb::DB::list_cf(&rocksdb::Options::default(), path).unwrap()
+}
+
+#[test]
+fn a_creation_cut_short_is_completed() {
+    // A crash while RocksDB created the tables (one at a time, meta last): nothing written.
+    let dir = tempfile::tempdir().unwrap();
+    let some = &ledger::tables::COLUMN_FAMILIES[..3];
+    drop(raw_db(dir.path(), some));
+    let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
+    let k = TxnKey::new("m", "o");
+    journal
+        .append(k.clone(), paid_drafts(&k, 100, T0_MS))
+        .wait()
+        .unwrap();
+    assert!(journal.verify().unwrap().is_ok());
+}
+
+#[test]
+fn another_programs_database_is_not_adopted() {
+    // A mistaken path: some other RocksDB database, with data, without the journal's meta.
+    for names in [&[][..], &ledger::tables::COLUMN_FAMILIES[..2]] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = raw_db(dir.path(), names);
+            db.put(b"their-key", b"their value").unwrap();
+        }
+        let before = tables(dir.path());
+        let err = Journal::open(dir.path(), JournalOptions::default()).unwrap_err();
+        assert!(matches!(err, Error::NotAJournal(_)), "{err}");
+        assert!(err.to_string().contains("table default"), "{err}");
+        assert_eq!(tables(dir.path()), before, "open added nothing to it");
+        let err = Journal::open_read_only(dir.path()).unwrap_err();
+        assert!(matches!(err, Error::NotAJournal(_)), "{err}");
+    }
+}
+
+#[test]
+fn reads_refuse_records_filed_under_another_transaction() {
+    let (dir, journal) = temp_journal();
+    let (a, b) = (TxnKey::new("m", "a"), TxnKey::new("m", "b"));
+    for k in [&a, &b] {
+        journal
+            .append(k.clone(), paid_drafts(k, 100, T0_MS))
+            .wait()
+            .unwrap();
+    }
+    drop(journal);
+    {
+        use ledger::tables::{Table, TxnEvents, Txns};
+        let db = raw_db(dir.path(), &ledger::tables::COLUMN_FAMILIES);
+        let txns = db.cf_handle(Txns::NAME).unwrap();
+        let b_state = db
+            .get_cf(txns, Txns::encode_key(&b).unwrap())
+            .unwrap()
+            .unwrap();
+        db.put_cf(txns, Txns::encode_key(&a).unwrap(), b_state)
+            .unwrap();
+        // b's first event (seq 4) listed in a's history as well.
+        let history = db.cf_handle(TxnEvents::NAME).unwrap();
+        let wrong = TxnEvents::encode_key(&(a.clone(), 4)).unwrap();
+        db.put_cf(history, wrong, TxnEvents::encode_value(&()).unwrap())
+            .unwrap();
+    }
+    let ro = Journal::open_read_only(dir.path()).unwrap();
+    let err = ro.txn(&a).unwrap_err();
+    assert!(matches!(err, Error::Inconsistent(_)), "{err}");
+    let upstream = format!("SW-{}-{}", a.merchant, a.partner_trans_id);
+    let err = ro
+        .by_upstream_id("2088000000000001", &upstream)
+        .unwrap_err();
+    assert!(matches!(err, Error::Inconsistent(_)), "{err}");
+    let err = ro.events_of(&a).unwrap_err();
+    assert!(matches!(err, Error::Inconsistent(_)), "{err}");
+    assert!(ro.txn(&b).unwrap().is_some(), "b's own records still read");
+    assert_eq!(ro.events_of(&b).unwrap().len(), 3);
+}
+
 #[test]
 fn read_only_handle_follows_a_running_journal() {
     let (dir, journal) = temp_journal();
