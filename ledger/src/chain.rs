@@ -106,6 +106,22 @@ pub fn verify_walk<I>(start: ChainHead, records: I, meta_head: ChainHead) -> Ver
 where
     I: IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
 {
+    verify_walk_with_progress(start, records, meta_head, 0, |_| {})
+}
+
+/// [`verify_walk`], calling `progress` with the count of events checked so far each time it
+/// reaches a multiple of `progress_every` (0 never calls it). Only events that verified are
+/// counted, so the counts increase and end at or below the report's `checked`.
+pub fn verify_walk_with_progress<I>(
+    start: ChainHead,
+    records: I,
+    meta_head: ChainHead,
+    progress_every: u64,
+    mut progress: impl FnMut(u64),
+) -> VerifyReport
+where
+    I: IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
+{
     let mut report = VerifyReport {
         checked: 0,
         first_seq: start.seq.saturating_add(1),
@@ -117,6 +133,9 @@ where
         if let Err(brk) = check_one(&mut report, &key, &value) {
             report.broken = Some(brk);
             return report;
+        }
+        if progress_every != 0 && report.checked % progress_every == 0 {
+            progress(report.checked);
         }
     }
     if report.last != meta_head {
@@ -222,5 +241,33 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn progress_counts_only_events_that_verified() {
+        let (records, head) = chain(7);
+        let mut ticks = Vec::new();
+        let r = verify_walk_with_progress(ChainHead::GENESIS, records.clone(), head, 2, |n| {
+            ticks.push(n)
+        });
+        assert!(r.is_ok());
+        assert_eq!(ticks, [2, 4, 6]);
+
+        let mut flipped = records;
+        flipped[4].1[10] ^= 1;
+        let mut ticks = Vec::new();
+        let r = verify_walk_with_progress(ChainHead::GENESIS, flipped, head, 1, |n| ticks.push(n));
+        assert_eq!(r.broken, Some(ChainBreak::HashMismatch { seq: 5 }));
+        assert_eq!(
+            ticks,
+            [1, 2, 3, 4],
+            "no tick for the broken event or after it"
+        );
+
+        let mut never = 0;
+        verify_walk_with_progress(ChainHead::GENESIS, chain(3).0, chain(3).1, 0, |_| {
+            never += 1
+        });
+        assert_eq!(never, 0, "0 never calls it");
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use rocksdb::{ColumnFamily, Direction, IteratorMode, ReadOptions, DB};
 
-use crate::chain::{unseal, verify_walk, VerifyReport};
+use crate::chain::{unseal, verify_walk_with_progress, VerifyReport};
 use crate::day::BeijingDay;
 use crate::error::{Error, Result};
 use crate::record::{Event, RefundKey, TxnKey};
@@ -262,15 +262,30 @@ impl Reader {
 
     /// Walks the whole chain and reports the first break, with counts.
     pub fn verify(&self) -> Result<VerifyReport> {
-        self.verify_from(None)
+        self.verify_from(None, 0, |_| {})
+    }
+
+    /// [`Reader::verify`], calling `progress` with the count of events verified so far every
+    /// `progress_every` events (0 never calls it): for tools walking a long journal.
+    pub fn verify_with_progress(
+        &self,
+        progress_every: u64,
+        progress: impl FnMut(u64),
+    ) -> Result<VerifyReport> {
+        self.verify_from(None, progress_every, progress)
     }
 
     /// Verifies the last `n` events and the meta head (what open does).
     pub fn verify_tail(&self, n: u64) -> Result<VerifyReport> {
-        self.verify_from(Some(n))
+        self.verify_from(Some(n), 0, |_| {})
     }
 
-    fn verify_from(&self, tail: Option<u64>) -> Result<VerifyReport> {
+    fn verify_from(
+        &self,
+        tail: Option<u64>,
+        progress_every: u64,
+        progress: impl FnMut(u64),
+    ) -> Result<VerifyReport> {
         let snapshot = self.snapshots.then(|| self.db.snapshot());
         let opts = || {
             let mut o = ReadOptions::default();
@@ -313,7 +328,7 @@ impl Reader {
                 None
             }
         });
-        let report = verify_walk(start, records, meta_head);
+        let report = verify_walk_with_progress(start, records, meta_head, progress_every, progress);
         match failure {
             Some(e) => Err(storage("verify scan")(e)),
             None => Ok(report),

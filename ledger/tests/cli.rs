@@ -106,13 +106,40 @@ fn the_journal_gives_the_same_rows_as_the_pure_fold() {
 }
 
 #[test]
+fn verify_reports_progress_as_it_walks() {
+    let dir = TempDir::new("verify-progress");
+    let path = journal(&dir);
+    let ro = Journal::open_read_only(&path).unwrap();
+    let mut ticks = Vec::new();
+    let report = ro.verify_with_progress(10, |n| ticks.push(n)).unwrap();
+    assert_eq!(
+        ticks,
+        [10, 20, 30, 40],
+        "a progress call every 10 of 47 events"
+    );
+    assert_eq!(report, ro.verify().unwrap(), "the same walk as verify");
+    assert_eq!(report.checked, 47);
+}
+
+#[test]
 fn verify_show_export_and_settle() {
     let dir = TempDir::new("commands");
     let path = journal(&dir);
     let out = ledger(&path, &["verify"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     let n = scenario().drafts.len();
-    assert!(text(&out.stdout).starts_with(&format!("chain verifies: {n} events")));
+    let head = Journal::open_read_only(&path)
+        .unwrap()
+        .chain_head()
+        .unwrap();
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "chain verifies: {n} events, last good seq {n}, head hash {}\n",
+            ledger::error::hex(&head.hash)
+        ),
+        "the head's hash is printed for anchoring"
+    );
 
     let out = ledger(&path, &["show", "M1", "T1"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
