@@ -118,7 +118,7 @@ fn crash_child_process() {
     }
 }
 
-fn ack(txn: &TxnKey, what: &str, seqs: &[u64]) {
+pub(crate) fn ack(txn: &TxnKey, what: &str, seqs: &[u64]) {
     let seqs: Vec<String> = seqs.iter().map(u64::to_string).collect();
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -133,14 +133,17 @@ fn ack(txn: &TxnKey, what: &str, seqs: &[u64]) {
 }
 
 /// One acknowledged append as the parent read it.
-struct Ack {
-    txn: TxnKey,
-    what: String,
-    seqs: Vec<u64>,
+pub(crate) struct Ack {
+    pub txn: TxnKey,
+    pub what: String,
+    pub seqs: Vec<u64>,
 }
 
-fn parse_ack(line: &str) -> Option<Ack> {
-    let mut parts = line.strip_prefix("ACK ")?.split(' ');
+/// Finds the acknowledgement anywhere in the line: the child's first one follows libtest's
+/// `test crash::crash_child_process ... ` on the same line.
+pub(crate) fn parse_ack(line: &str) -> Option<Ack> {
+    let at = line.find("ACK ")?;
+    let mut parts = line.get(at..)?.strip_prefix("ACK ")?.split(' ');
     let merchant = parts.next()?;
     let id = parts.next()?;
     let what = parts.next()?.to_owned();

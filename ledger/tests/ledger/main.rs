@@ -8,6 +8,7 @@
 //! * [`journal`]: appends, every read, group-commit semantics, reopen, format check.
 //! * [`model`]: random operation sequences against an in-memory model, with reopen.
 //! * [`crash`]: SIGKILL during appends loses nothing acknowledged (INV-1).
+//! * [`writer_panic`]: a panic in the writer aborts the process and loses nothing acknowledged.
 //! * [`diskfull`]: a full disk fails closed and loses nothing (INV-8).
 //! * [`tamper`]: a changed, removed or reordered record is found at its seq (INV-7).
 //!
@@ -26,3 +27,4 @@ mod model;
 mod records;
 mod state;
 mod tamper;
+mod writer_panic;
