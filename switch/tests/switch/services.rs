@@ -29,7 +29,10 @@ async fn acquirer_mode_md5_caller_every_service() {
     assert_eq!(t["extend_info"]["secondary_merchant_industry"], "5812");
     assert_eq!(t["extend_info"]["store_id"], "LNB-WFJ");
 
+    // A final state is answered from the journal: no upstream query.
+    let upstream_before = env.sim_requests().await;
     let q = env.call(&query(M1, "A-1")).await;
+    assert_eq!(env.sim_requests().await, upstream_before);
     assert_eq!(q.result(), "SUCCESS");
     assert_eq!(
         q.field("alipay_trans_status").as_deref(),
