@@ -294,7 +294,7 @@ mod tests {
     use super::*;
     use alipay::xml::read_response;
     use alipay::{Charset, ResponseWriter, Signer};
-    use ledger::{Draft, Event, TxnKey};
+    use ledger::{Event, TxnKey};
 
     fn signer() -> Signer {
         Signer::md5("0123456789abcdef0123456789abcdef").unwrap()
@@ -337,7 +337,6 @@ mod tests {
                 notify_url: None,
             },
         };
-        let _ = Draft::new(0, event.body.clone());
         TxnState::start(&event).unwrap()
     }
 
@@ -355,6 +354,7 @@ mod tests {
         let mut ok = PayResponse::bare(ResultCode::Success, None);
         ok.alipay_trans_id = Some("2026112700000001".into());
         ok.trans_amount = Some(usd("10.00"));
+        ok.currency = Some("USD".parse().unwrap());
         let body = doc_of(&ok);
         let e = with_doc(&body, |d| pay_outcome(Some(d), USD));
         assert!(matches!(
