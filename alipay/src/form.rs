@@ -159,6 +159,16 @@ impl<'a> Form<'a> {
         &self.params
     }
 
+    /// The parameters an answer echoes in its `<request>` element, as Alipay does: every one but
+    /// `sign` and `sign_type`, decoded, in name order.
+    pub fn echo(&self) -> Vec<(&str, &str)> {
+        self.params
+            .iter()
+            .filter(|p| p.name() != "sign" && p.name() != "sign_type")
+            .map(|p| (p.name(), p.value()))
+            .collect()
+    }
+
     /// The value of `name`, if present (possibly empty).
     pub fn get(&self, name: &str) -> Option<&str> {
         // A linear scan beats binary search at these sizes (at most `params_max`, typically 15):

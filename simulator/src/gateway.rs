@@ -165,12 +165,7 @@ pub fn process(shared: &Shared, query: &[u8], body: &[u8]) -> Planned {
         }
     }
     let fingerprint = fingerprint(&form);
-    let echo: Vec<(&str, &str)> = form
-        .params()
-        .iter()
-        .filter(|p| p.name() != "sign" && p.name() != "sign_type")
-        .map(|p| (p.name(), p.value()))
-        .collect();
+    let echo = form.echo();
     apply(shared, account, &request, fingerprint, &echo)
 }
 

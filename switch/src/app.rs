@@ -139,18 +139,11 @@ impl Running {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let result = match (&mut self.task).await {
-            Ok(r) => r,
-            Err(e) => Err(AppError::Io(std::io::Error::other(e.to_string()))),
-        };
-        #[cfg(feature = "simulator")]
-        if let Some(sim) = self.sim.take() {
-            sim.shutdown().await;
-        }
-        result
+        self.wait().await
     }
 
-    /// Waits until the switch stops by itself (a signal, when started with one).
+    /// Waits until the switch stops by itself (a signal, when started with one), then stops the
+    /// embedded simulator.
     pub async fn wait(mut self) -> Result<(), AppError> {
         let result = match (&mut self.task).await {
             Ok(r) => r,

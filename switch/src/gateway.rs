@@ -196,12 +196,7 @@ impl Gateway {
             Err(e) => return self.reject(e.gateway_code(), Some(&caller)),
         };
         let service = request.service();
-        let echo: Vec<(&str, &str)> = form
-            .params()
-            .iter()
-            .filter(|p| p.name() != "sign" && p.name() != "sign_type")
-            .map(|p| (p.name(), p.value()))
-            .collect();
+        let echo = form.echo();
         let busy = || {
             let answer = Answer::Busy(engine::Busy::InFlight);
             self.render(service, &caller, &echo, &request, answer)

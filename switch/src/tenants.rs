@@ -49,7 +49,7 @@ pub struct Store {
 }
 
 /// A merchant: whose money it is.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Merchant {
     /// The merchant's id in the switch; `alipay_seller_id` in its pays, and its `partner` when it
     /// calls the switch itself.

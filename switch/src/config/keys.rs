@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use alipay::{Secret, SignType, Signer, Verifier};
 
 use super::{Config, ConfigError, ConfigErrors};
-use crate::tenants::{Account, Caller, Merchant, Tenants, TenantsError};
+use crate::tenants::{Account, Caller, Tenants, TenantsError};
 
 /// Largest key file read, bytes (an 8192-bit PEM private key is about 6.5 KiB).
 pub const KEY_BYTES_MAX: u64 = 64 * 1024;
@@ -150,7 +150,7 @@ impl Config {
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
-        let merchants = self.merchants.iter().map(merchant).collect();
+        let merchants = self.merchants.clone();
         Tenants::new(accounts, merchants, callers)
             .map_err(|e| ConfigErrors(vec![self.tenants_error(&e)]))
     }
@@ -417,16 +417,4 @@ fn md5_shape(text: &str) -> Result<(), String> {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-fn merchant(m: &super::MerchantSection) -> Merchant {
-    Merchant {
-        id: m.id.clone(),
-        secondary_merchant_id: m.secondary_merchant_id.clone(),
-        name: m.name.clone(),
-        mcc: m.mcc.clone(),
-        stores: m.stores.clone(),
-        account: m.account.clone(),
-        mode: m.mode,
-    }
 }

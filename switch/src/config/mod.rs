@@ -48,7 +48,7 @@ pub use self::raw::{
 };
 pub use self::records::{is_partner_id, NAME_CHARS_MAX};
 pub use self::validate::NODE_ID_CHARS_MAX;
-use crate::tenants::{CallerKind, EndpointSpec, Mode, Store};
+use crate::tenants::{CallerKind, EndpointSpec};
 
 /// The shipped configuration, compiled in.
 pub const EMBEDDED_CONFIG: &str = include_str!("../../../config/switch.toml");
@@ -298,24 +298,8 @@ pub struct AccountSection {
     pub ca_cert: Option<PathBuf>,
 }
 
-/// `[[merchants]]`: whose money it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MerchantSection {
-    /// The merchant id (16 digits starting 2088).
-    pub id: String,
-    /// `secondary_merchant_id` upstream (acquirer mode; empty in direct mode unless given).
-    pub secondary_merchant_id: String,
-    /// `secondary_merchant_name`.
-    pub name: String,
-    /// 4-digit MCC (acquirer mode; may be empty in direct mode).
-    pub mcc: String,
-    /// Its stores (at least one in acquirer mode).
-    pub stores: Vec<Store>,
-    /// The upstream account's name.
-    pub account: String,
-    /// Acquirer or direct.
-    pub mode: Mode,
-}
+/// `[[merchants]]`: whose money it is — the routing table's own record, as validated.
+pub type MerchantSection = crate::tenants::Merchant;
 
 /// `[[callers]]`: whoever signs requests to the switch.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -104,6 +104,17 @@ fn gateway_error(doc: &ResponseDoc<'_>) -> Option<GatewayErrorCode> {
     doc.gateway_error()
 }
 
+/// What a gateway rejection means for a request that changes a trade: `SYSTEM_ERROR` is
+/// unknown; every other code is a definite refusal (nothing happened). `None`: no rejection.
+fn gateway_verdict(doc: &ResponseDoc<'_>) -> Option<(Outcome, String)> {
+    let code = gateway_error(doc)?;
+    let outcome = match code {
+        GatewayErrorCode::SystemError => Outcome::Unknown,
+        _ => Outcome::Fail,
+    };
+    Some((outcome, code.as_str().to_owned()))
+}
+
 /// The journal event for a pay's upstream answer. A gateway rejection other than
 /// `SYSTEM_ERROR` is definite (the pay was refused, nothing charged); `SYSTEM_ERROR`, an
 /// `UNKNOWN`, or a body that does not parse as a pay answer is unknown.
@@ -119,17 +130,14 @@ pub fn pay_outcome(doc: Option<&ResponseDoc<'_>>, asked: Money) -> EventBody {
     let Some(doc) = doc else {
         return unknown(None);
     };
-    if let Some(code) = gateway_error(doc) {
-        return match code {
-            GatewayErrorCode::SystemError => unknown(Some(code.as_str().to_owned())),
-            other => EventBody::PayOutcome {
-                result: Outcome::Fail,
-                alipay_trans_id: None,
-                amount: None,
-                paid_at_ms: None,
-                fee: None,
-                error_code: Some(other.as_str().to_owned()),
-            },
+    if let Some((result, code)) = gateway_verdict(doc) {
+        return EventBody::PayOutcome {
+            result,
+            alipay_trans_id: None,
+            amount: None,
+            paid_at_ms: None,
+            fee: None,
+            error_code: Some(code),
         };
     }
     let Ok(r) = doc.parse::<PayResponse<'_>>() else {
@@ -196,15 +204,12 @@ pub fn cancel_result(doc: Option<&ResponseDoc<'_>>) -> EventBody {
     let Some(doc) = doc else {
         return unknown(None);
     };
-    if let Some(code) = gateway_error(doc) {
-        return match code {
-            GatewayErrorCode::SystemError => unknown(Some(code.as_str().to_owned())),
-            other => EventBody::CancelResult {
-                result: Outcome::Fail,
-                action: None,
-                retry: false,
-                error_code: Some(other.as_str().to_owned()),
-            },
+    if let Some((result, code)) = gateway_verdict(doc) {
+        return EventBody::CancelResult {
+            result,
+            action: None,
+            retry: result == Outcome::Unknown,
+            error_code: Some(code),
         };
     }
     let Ok(r) = doc.parse::<CancelResponse<'_>>() else {
@@ -227,11 +232,8 @@ pub fn cancel_result(doc: Option<&ResponseDoc<'_>>) -> EventBody {
 pub fn refund_result(doc: Option<&ResponseDoc<'_>>, refund: ledger::RefundKey) -> EventBody {
     let (result, error_code) = match doc {
         None => (Outcome::Unknown, None),
-        Some(doc) => match gateway_error(doc) {
-            Some(GatewayErrorCode::SystemError) => {
-                (Outcome::Unknown, Some("SYSTEM_ERROR".to_owned()))
-            }
-            Some(other) => (Outcome::Fail, Some(other.as_str().to_owned())),
+        Some(doc) => match gateway_verdict(doc) {
+            Some((result, code)) => (result, Some(code)),
             None => match doc.parse::<RefundResponse<'_>>() {
                 Err(_) => (Outcome::Unknown, None),
                 Ok(r) => {

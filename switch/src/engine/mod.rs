@@ -236,6 +236,25 @@ impl Engine {
         Ok(Some((key, state)))
     }
 
+    /// The caller's transaction `ptid`, locked, with its state read under the lock.
+    async fn lock_txn(
+        &self,
+        caller: &Caller,
+        ptid: &str,
+    ) -> Result<(locks::Held<'_>, TxnKey, TxnState), Answer> {
+        let key = match self.find(caller, ptid) {
+            Ok(Some((key, _))) => key,
+            Ok(None) => return Err(Answer::NotFound),
+            Err(b) => return Err(Answer::Busy(b)),
+        };
+        let held = self.lock(&key).await.map_err(Answer::Busy)?;
+        match self.read(&key) {
+            Ok(Some(s)) => Ok((held, key, s)),
+            Ok(None) => Err(Answer::NotFound),
+            Err(b) => Err(Answer::Busy(b)),
+        }
+    }
+
     fn permitted(&self, caller: &Caller, state: &TxnState) -> bool {
         self.tenants
             .owner(
@@ -460,19 +479,9 @@ impl Engine {
 
     /// A cancel: replayed when already cancelled; otherwise journaled, sent, journaled.
     pub async fn cancel(&self, caller: &Caller, ptid: &str) -> Answer {
-        let key = match self.find(caller, ptid) {
-            Ok(Some((key, _))) => key,
-            Ok(None) => return Answer::NotFound,
-            Err(b) => return Answer::Busy(b),
-        };
-        let _held = match self.lock(&key).await {
-            Ok(h) => h,
-            Err(b) => return Answer::Busy(b),
-        };
-        let state = match self.read(&key) {
-            Ok(Some(s)) => s,
-            Ok(None) => return Answer::NotFound,
-            Err(b) => return Answer::Busy(b),
+        let (_held, key, state) = match self.lock_txn(caller, ptid).await {
+            Ok(t) => t,
+            Err(answer) => return answer,
         };
         use ledger::TxnStatus as S;
         match state.status {
@@ -557,19 +566,9 @@ impl Engine {
         req: &alipay::RefundRequest<'_>,
         fingerprint: Hash,
     ) -> Answer {
-        let key = match self.find(caller, req.partner_trans_id) {
-            Ok(Some((key, _))) => key,
-            Ok(None) => return Answer::NotFound,
-            Err(b) => return Answer::Busy(b),
-        };
-        let _held = match self.lock(&key).await {
-            Ok(h) => h,
-            Err(b) => return Answer::Busy(b),
-        };
-        let state = match self.read(&key) {
-            Ok(Some(s)) => s,
-            Ok(None) => return Answer::NotFound,
-            Err(b) => return Answer::Busy(b),
+        let (_held, key, state) = match self.lock_txn(caller, req.partner_trans_id).await {
+            Ok(t) => t,
+            Err(answer) => return answer,
         };
         if let (Some(given), Some(known)) = (req.alipay_trans_id, state.alipay_trans_id.as_deref())
         {
