@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, ConfigErrors};
-use crate::engine::{Clock, Engine};
+use crate::engine::{Clock, Engine, EngineLimits};
 use crate::gateway::Gateway;
 use crate::server::{self, GatewayHttp, Handler, HttpReply, Readiness, TransportReject};
 use crate::upstream::Upstream;
@@ -43,6 +43,9 @@ pub enum AppError {
     /// The embedded simulator could not start.
     #[error("embedded simulator: {0}")]
     Simulator(String),
+    /// The metrics recorder could not be installed.
+    #[error("metrics: {0}")]
+    Metrics(String),
     /// TLS setup failed.
     #[error("tls: {0}")]
     Tls(String),
@@ -94,9 +97,14 @@ impl Handler for SwitchHandler {
     }
 
     fn reject(&self, why: TransportReject) -> HttpReply {
-        let body = self
-            .gateway
-            .transport_error(alipay::message::GatewayErrorCode::IllegalArgument);
+        use alipay::message::GatewayErrorCode;
+        // Past the deadline the request goes on being processed: its outcome is unknown to the
+        // caller (SYSTEM_ERROR). Every other refusal came before any processing.
+        let code = match why {
+            TransportReject::HandlerTimeout => GatewayErrorCode::SystemError,
+            _ => GatewayErrorCode::IllegalArgument,
+        };
+        let body = self.gateway.transport_error(code);
         tracing::info!(
             reason = why.reason(),
             "request refused by a transport limit"
@@ -192,7 +200,8 @@ pub async fn start(
     config: Config,
     signal: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<Running, AppError> {
-    let metrics = crate::telemetry::install_metrics().map_err(|e| AppError::Tls(e.to_string()))?;
+    let metrics =
+        crate::telemetry::install_metrics().map_err(|e| AppError::Metrics(e.to_string()))?;
     #[cfg_attr(not(feature = "simulator"), allow(unused_variables))]
     let sim = start_simulator(&config).await?;
     let tenants = Arc::new(config.tenants()?);
@@ -200,9 +209,11 @@ pub async fn start(
     if let Some(parent) = journal_path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let journal = tokio::task::block_in_place(|| {
-        ledger::Journal::open(&journal_path, config.journal_options())
-    })?;
+    let options = config.journal_options();
+    let journal =
+        tokio::task::spawn_blocking(move || ledger::Journal::open(&journal_path, options))
+            .await
+            .map_err(|e| AppError::Io(std::io::Error::other(e.to_string())))??;
     let journal = Arc::new(journal);
     let mut upstreams = HashMap::new();
     for account in tenants.accounts() {
@@ -216,7 +227,10 @@ pub async fn start(
         Arc::clone(&journal),
         Arc::clone(&tenants),
         upstreams,
-        config.limits.engine_in_flight_max,
+        EngineLimits {
+            in_flight_max: config.limits.engine_in_flight_max,
+            lock_wait: lock_wait(&config),
+        },
         config.node.id.clone(),
         system_clock(),
     ));
@@ -253,7 +267,10 @@ pub async fn start(
         request_timeout: config.gateway.request_timeout,
         connections_max: config.gateway.connections_max,
     };
-    let bound = server::bind(&listeners, limits).await?;
+    // Draining waits for every request in flight: at most the whole-request deadline.
+    let bound = server::bind(&listeners, limits)
+        .await?
+        .with_drain_timeout(config.gateway.request_timeout + DRAIN_MARGIN);
     let (https, http, ops) = (bound.https_addr(), bound.http_addr(), bound.ops_addr());
     tracing::info!(?https, ?http, ?ops, "switch listening");
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -287,6 +304,25 @@ pub async fn start(
         #[cfg(feature = "simulator")]
         sim,
     })
+}
+
+/// Time beyond the request deadline that shutdown waits for requests in flight.
+const DRAIN_MARGIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long a request waits for another one on the same transaction: what is left of the
+/// merchant's deadline after the longest upstream call, at least one second.
+fn lock_wait(config: &Config) -> std::time::Duration {
+    let upstream = config
+        .accounts
+        .iter()
+        .map(|a| a.request_timeout)
+        .max()
+        .unwrap_or_default();
+    config
+        .gateway
+        .request_timeout
+        .saturating_sub(upstream)
+        .max(std::time::Duration::from_secs(1))
 }
 
 /// Runs the switch on a new runtime until SIGTERM or Ctrl-C.

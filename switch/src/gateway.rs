@@ -13,12 +13,17 @@
 //! rendered from the journaled state ([`crate::engine`]), signed with the caller's key, with the
 //! request echoed as Alipay does (every parameter but `sign` and `sign_type`).
 //!
-//! Answers the switch adds to Alipay's vocabulary, each a business `FAIL`:
-//! - `SYSTEM_BUSY` ([`engine::BUSY_CODE`]): not processed — nothing journaled, nothing sent;
-//!   send the same request again later (in-flight limits, a full journal queue, a failed
-//!   journal, no usable upstream endpoint). For a query it reads `SYSTEM_ERROR` (try again).
-//! - `UPSTREAM_UNREACHABLE` ([`engine::NOT_SENT_CODE`]): journaled, but no endpoint could be
-//!   reached, so Alipay never saw it: definitely not done.
+//! Answers the switch adds to Alipay's vocabulary:
+//! - `result_code=UNKNOWN` with `error=SYSTEM_BUSY` ([`engine::BUSY_CODE`]; a cancel:
+//!   `UNKNOWN`, `retry_flag=Y`, `detail_error_code=SYSTEM_BUSY`): this request was not
+//!   processed — nothing journaled, nothing sent (in-flight limits, another request on the same
+//!   transaction for too long, a full journal queue, a failed journal, no usable upstream
+//!   endpoint). Send the same request again later. It reads UNKNOWN, not FAIL, because a
+//!   duplicate of a request still in flight elsewhere must not be told "not paid"; a query of
+//!   an order number that was never processed answers `TRADE_NOT_EXIST`. For a query it reads
+//!   `FAIL` `SYSTEM_ERROR` (try again).
+//! - `FAIL` with `UPSTREAM_UNREACHABLE` ([`engine::NOT_SENT_CODE`]): journaled, but no endpoint
+//!   could be reached, so Alipay never saw it: definitely not done.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -322,11 +327,10 @@ fn pay_response(ptid: &str, answer: Answer) -> PayResponse<'static> {
         Answer::State(s) => {
             let code = decide::pay_result_code(&s);
             let mut r = PayResponse::bare(code, None);
-            if code != ResultCode::Success {
-                r.error =
-                    s.error_code.as_deref().and_then(owned).or_else(|| {
-                        (s.status == TxnStatus::Closed).then(|| "TRADE_HAS_CLOSE".into())
-                    });
+            if matches!(s.status, TxnStatus::Closed | TxnStatus::Reversed) {
+                r.error = owned("TRADE_HAS_CLOSE");
+            } else if code != ResultCode::Success {
+                r.error = s.error_code.as_deref().and_then(owned);
             }
             r.partner_trans_id = owned(ptid);
             r.alipay_trans_id = s.alipay_trans_id.as_deref().and_then(owned);
@@ -350,7 +354,7 @@ fn pay_response(ptid: &str, answer: Answer) -> PayResponse<'static> {
             ptid,
         ),
         Answer::Busy(_) => with_ptid(
-            PayResponse::bare(ResultCode::Fail, Some(engine::BUSY_CODE)),
+            PayResponse::bare(ResultCode::Unknown, Some(engine::BUSY_CODE)),
             ptid,
         ),
     }
@@ -391,7 +395,12 @@ fn cancel_response(out_trade_no: Option<&str>, answer: Answer) -> CancelResponse
         Answer::NotFound => failed_cancel("TRADE_NOT_EXIST", false),
         Answer::Refused(code, _) => failed_cancel(code, false),
         Answer::Conflict => failed_cancel("CONTEXT_INCONSISTENT", false),
-        Answer::Busy(_) => failed_cancel(engine::BUSY_CODE, true),
+        Answer::Busy(_) => {
+            let mut r = CancelResponse::bare(ResultCode::Unknown);
+            r.retry_flag = Some(true);
+            r.detail_error_code = owned(engine::BUSY_CODE);
+            r
+        }
     };
     r.out_trade_no = out_trade_no.and_then(owned);
     if let Answer::State(s) | Answer::Refused(_, Some(s)) = &answer {
@@ -409,7 +418,8 @@ fn failed_cancel(code: &str, retry: bool) -> CancelResponse<'static> {
 
 fn cancel_from_state(s: &TxnState) -> CancelResponse<'static> {
     match s.status {
-        TxnStatus::Closed | TxnStatus::Reversed => {
+        // A failed pay left no paid trade: cancelling it closes it, as at Alipay.
+        TxnStatus::Closed | TxnStatus::Reversed | TxnStatus::Failed => {
             let mut r = CancelResponse::bare(ResultCode::Success);
             r.retry_flag = Some(false);
             r.action = Some(match s.cancel.action {
@@ -460,7 +470,7 @@ fn refund_response(req: &alipay::RefundRequest<'_>, answer: Answer) -> RefundRes
         Answer::NotFound => RefundResponse::bare(ResultCode::Fail, Some("TRADE_NOT_EXIST")),
         Answer::Conflict => RefundResponse::bare(ResultCode::Fail, Some("CONTEXT_INCONSISTENT")),
         Answer::Refused(code, _) => RefundResponse::bare(ResultCode::Fail, Some(*code)),
-        Answer::Busy(_) => RefundResponse::bare(ResultCode::Fail, Some(engine::BUSY_CODE)),
+        Answer::Busy(_) => RefundResponse::bare(ResultCode::Unknown, Some(engine::BUSY_CODE)),
     };
     r.partner_trans_id = owned(req.partner_trans_id);
     r.partner_refund_id = owned(req.partner_refund_id);

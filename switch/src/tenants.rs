@@ -225,6 +225,13 @@ impl Tenants {
                     id: a.name,
                 });
             }
+            // A journaled transaction names its account by partner id: one account per partner.
+            if t.accounts.values().any(|b| b.partner == a.partner) {
+                return Err(TenantsError::Duplicate {
+                    what: "account partner",
+                    id: a.partner,
+                });
+            }
             t.accounts.insert(a.name.clone(), Arc::new(a));
         }
         for m in merchants {

@@ -115,6 +115,11 @@ fn gateway_verdict(doc: &ResponseDoc<'_>) -> Option<(Outcome, String)> {
     Some((outcome, code.as_str().to_owned()))
 }
 
+/// Pay FAIL codes that do not mean "not paid": `SYSTEM_ERROR` is unknown; `TRADE_HAS_SUCCESS`
+/// and `CONTEXT_INCONSISTENT` say a trade with this upstream id already exists at Alipay
+/// (possibly paid), which only a query can settle.
+const PAY_FAIL_NOT_FINAL: [&str; 3] = ["SYSTEM_ERROR", "TRADE_HAS_SUCCESS", "CONTEXT_INCONSISTENT"];
+
 /// The journal event for a pay's upstream answer. A gateway rejection other than
 /// `SYSTEM_ERROR` is definite (the pay was refused, nothing charged); `SYSTEM_ERROR`, an
 /// `UNKNOWN`, or a body that does not parse as a pay answer is unknown.
@@ -145,7 +150,13 @@ pub fn pay_outcome(doc: Option<&ResponseDoc<'_>>, asked: Money) -> EventBody {
     };
     let result = match r.result_code {
         ResultCode::Success => Outcome::Success,
-        ResultCode::Fail if r.error.as_deref() == Some("SYSTEM_ERROR") => Outcome::Unknown,
+        ResultCode::Fail
+            if r.error
+                .as_deref()
+                .is_some_and(|e| PAY_FAIL_NOT_FINAL.contains(&e)) =>
+        {
+            Outcome::Unknown
+        }
         ResultCode::Fail => Outcome::Fail,
         ResultCode::Unknown => Outcome::Unknown,
     };
@@ -261,10 +272,12 @@ pub fn refund_result(doc: Option<&ResponseDoc<'_>>, refund: ledger::RefundKey) -
 /// The merchant-facing result code of a pay in this state.
 pub fn pay_result_code(state: &TxnState) -> ResultCode {
     match state.status {
-        TxnStatus::Paid | TxnStatus::Reversed | TxnStatus::Refunded => ResultCode::Success,
+        // Paid; refunds made since are the merchant's own doing.
+        TxnStatus::Paid | TxnStatus::Refunded => ResultCode::Success,
         TxnStatus::Failed => ResultCode::Fail,
-        // Closed by a cancel (or at Alipay) before it was paid: definitely not paid.
-        TxnStatus::Closed => ResultCode::Fail,
+        // Closed before it was paid, or reversed by a cancel: a late or repeated pay is told
+        // the trade is closed (`TRADE_HAS_CLOSE`), never SUCCESS for money already returned.
+        TxnStatus::Closed | TxnStatus::Reversed => ResultCode::Fail,
         TxnStatus::Received | TxnStatus::Sent | TxnStatus::Unknown => ResultCode::Unknown,
     }
 }

@@ -11,29 +11,42 @@
 //! is journaled.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use ledger::TxnKey;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-/// The table is at its bound.
+/// Why a lock was not taken. Either way nothing was journaled or sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Full;
+pub enum Refused {
+    /// The key is new and the table is at its bound.
+    Full,
+    /// Another request held the key for longer than the wait allowed.
+    Timeout,
+}
+
+/// One key's lock and how many requests hold or await it.
+#[derive(Debug)]
+struct Slot {
+    mutex: Arc<Mutex<()>>,
+    users: usize,
+}
 
 /// Per-key locks, bounded.
 #[derive(Debug)]
 pub struct Locks {
-    map: DashMap<TxnKey, Arc<Mutex<()>>>,
+    map: DashMap<TxnKey, Slot>,
     max: usize,
 }
 
-/// A held lock; dropping it releases the key (and the entry, if nobody waits).
+/// A claim on a key: counted from before the wait, so a request cancelled while waiting (its
+/// client gone) still gives its claim back. Dropping it releases the lock and, for the last
+/// user, the entry.
 #[derive(Debug)]
 pub struct Held<'l> {
     locks: &'l Locks,
     key: TxnKey,
-    slot: Arc<Mutex<()>>,
     guard: Option<OwnedMutexGuard<()>>,
     /// True when the lock was busy and this request waited for another.
     pub waited: bool,
@@ -58,52 +71,58 @@ impl Locks {
         self.map.is_empty()
     }
 
-    /// Waits for `key`'s lock. Refuses at once when the key is new and the table is full.
-    pub async fn lock(&self, key: &TxnKey) -> Result<Held<'_>, Full> {
-        let slot = match self.map.entry(key.clone()) {
-            Entry::Occupied(e) => Arc::clone(e.get()),
-            Entry::Vacant(v) => {
-                // `len` reads every shard; a vacant entry holds one shard's write lock, which
-                // `len` would wait for — so count before inserting through a separate check.
-                drop(v);
-                if self.map.len() >= self.max {
-                    return Err(Full);
-                }
-                let entry = self
-                    .map
-                    .entry(key.clone())
-                    .or_insert_with(|| Arc::new(Mutex::new(())));
-                Arc::clone(entry.value())
-            }
+    /// Waits at most `wait` for `key`'s lock. Refuses at once when the key is new and the table
+    /// is full (the bound is checked before the insert, so concurrent first claims may pass it
+    /// by a few).
+    pub async fn lock(&self, key: &TxnKey, wait: Duration) -> Result<Held<'_>, Refused> {
+        if !self.map.contains_key(key) && self.map.len() >= self.max {
+            return Err(Refused::Full);
+        }
+        let mutex = {
+            let mut slot = self.map.entry(key.clone()).or_insert_with(|| Slot {
+                mutex: Arc::new(Mutex::new(())),
+                users: 0,
+            });
+            slot.users += 1;
+            Arc::clone(&slot.mutex)
         };
-        let (guard, waited) = match Arc::clone(&slot).try_lock_owned() {
-            Ok(g) => (g, false),
-            Err(_) => (Arc::clone(&slot).lock_owned().await, true),
-        };
-        Ok(Held {
+        let mut held = Held {
             locks: self,
             key: key.clone(),
-            slot,
-            guard: Some(guard),
-            waited,
-        })
+            guard: None,
+            waited: false,
+        };
+        match Arc::clone(&mutex).try_lock_owned() {
+            Ok(g) => held.guard = Some(g),
+            Err(_) => {
+                held.waited = true;
+                match tokio::time::timeout(wait, mutex.lock_owned()).await {
+                    Ok(g) => held.guard = Some(g),
+                    Err(_) => return Err(Refused::Timeout),
+                }
+            }
+        }
+        Ok(held)
     }
 }
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         drop(self.guard.take());
-        // The map's reference and ours: nobody else holds or awaits this key.
+        if let Some(mut slot) = self.locks.map.get_mut(&self.key) {
+            slot.users = slot.users.saturating_sub(1);
+        }
         self.locks
             .map
-            .remove_if(&self.key, |_, slot| Arc::strong_count(slot) == 2);
-        let _ = &self.slot;
+            .remove_if(&self.key, |_, slot| slot.users == 0);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const W: Duration = Duration::from_secs(30);
 
     fn key(n: u32) -> TxnKey {
         TxnKey::new("m", format!("t{n}"))
@@ -113,7 +132,7 @@ mod tests {
     async fn entries_go_away_when_released() {
         let locks = Locks::new(4);
         {
-            let _a = locks.lock(&key(1)).await.unwrap();
+            let _a = locks.lock(&key(1), W).await.unwrap();
             assert_eq!(locks.len(), 1);
         }
         assert!(locks.is_empty());
@@ -122,19 +141,19 @@ mod tests {
     #[tokio::test]
     async fn a_new_key_beyond_the_bound_is_refused() {
         let locks = Locks::new(2);
-        let _a = locks.lock(&key(1)).await.unwrap();
-        let _b = locks.lock(&key(2)).await.unwrap();
-        assert_eq!(locks.lock(&key(3)).await.unwrap_err(), Full);
+        let _a = locks.lock(&key(1), W).await.unwrap();
+        let _b = locks.lock(&key(2), W).await.unwrap();
+        assert_eq!(locks.lock(&key(3), W).await.unwrap_err(), Refused::Full);
     }
 
     #[tokio::test]
     async fn a_duplicate_waits_for_the_holder() {
         let locks = Arc::new(Locks::new(4));
-        let first = locks.lock(&key(1)).await.unwrap();
+        let first = locks.lock(&key(1), W).await.unwrap();
         assert!(!first.waited);
         let l2 = Arc::clone(&locks);
         let waiter = tokio::spawn(async move {
-            let held = l2.lock(&key(1)).await.unwrap();
+            let held = l2.lock(&key(1), W).await.unwrap();
             held.waited
         });
         tokio::task::yield_now().await;
@@ -142,5 +161,33 @@ mod tests {
         drop(first);
         assert!(waiter.await.unwrap());
         assert!(locks.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_wait_past_its_limit_is_refused_and_leaves_nothing_behind() {
+        let locks = Locks::new(4);
+        let first = locks.lock(&key(1), W).await.unwrap();
+        let second = locks.lock(&key(1), Duration::from_millis(10)).await;
+        assert_eq!(second.unwrap_err(), Refused::Timeout);
+        drop(first);
+        assert!(locks.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_waiter_cancelled_while_waiting_leaves_nothing_behind() {
+        let locks = Arc::new(Locks::new(4));
+        let first = locks.lock(&key(1), W).await.unwrap();
+        let l2 = Arc::clone(&locks);
+        let waiter = tokio::spawn(async move {
+            let _ = l2.lock(&key(1), W).await;
+        });
+        tokio::task::yield_now().await;
+        waiter.abort();
+        let _ = waiter.await;
+        drop(first);
+        assert!(
+            locks.is_empty(),
+            "the cancelled waiter's claim was given back"
+        );
     }
 }

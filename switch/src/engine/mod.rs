@@ -50,6 +50,9 @@ pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 pub enum Busy {
     /// The in-flight table is full.
     InFlight,
+    /// Another request for the same transaction held it longer than the wait allowed (this
+    /// request was not processed; the other one may still be).
+    Duplicate,
     /// The journal's queue is full.
     JournalQueue,
     /// The journal cannot write (failed closed) or read.
@@ -65,6 +68,7 @@ impl Busy {
     pub fn as_str(self) -> &'static str {
         match self {
             Busy::InFlight => "in_flight",
+            Busy::Duplicate => "duplicate",
             Busy::JournalQueue => "journal_queue",
             Busy::Journal => "journal",
             Busy::Upstream => "upstream",
@@ -90,12 +94,22 @@ pub enum Answer {
     Busy(Busy),
 }
 
+/// The engine's bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineLimits {
+    /// Transactions locked or awaited at once.
+    pub in_flight_max: usize,
+    /// Longest wait for another request on the same transaction.
+    pub lock_wait: Duration,
+}
+
 /// The engine.
 pub struct Engine {
     journal: Arc<Journal>,
     tenants: Arc<Tenants>,
     upstreams: HashMap<String, Arc<Upstream>>,
     locks: Locks,
+    lock_wait: Duration,
     node: String,
     clock: Clock,
 }
@@ -156,11 +170,13 @@ pub fn upstream_id(node: &str, kind: char, caller: &str, id: &str) -> String {
 
 impl Engine {
     /// An engine over an open journal, the routing table and one upstream client per account.
+    /// A request waits at most `lock_wait` for another request on the same transaction (so
+    /// that the wait plus its own upstream call fit in the merchant's deadline).
     pub fn new(
         journal: Arc<Journal>,
         tenants: Arc<Tenants>,
         upstreams: HashMap<String, Arc<Upstream>>,
-        in_flight_max: usize,
+        limits: EngineLimits,
         node: String,
         clock: Clock,
     ) -> Engine {
@@ -168,7 +184,8 @@ impl Engine {
             journal,
             tenants,
             upstreams,
-            locks: Locks::new(in_flight_max),
+            locks: Locks::new(limits.in_flight_max),
+            lock_wait: limits.lock_wait,
             node,
             clock,
         }
@@ -189,7 +206,14 @@ impl Engine {
     }
 
     async fn lock(&self, key: &TxnKey) -> Result<locks::Held<'_>, Busy> {
-        let held = self.locks.lock(key).await.map_err(|_| Busy::InFlight)?;
+        let held = self
+            .locks
+            .lock(key, self.lock_wait)
+            .await
+            .map_err(|r| match r {
+                locks::Refused::Full => Busy::InFlight,
+                locks::Refused::Timeout => Busy::Duplicate,
+            })?;
         if held.waited {
             metrics::counter!(telemetry::COALESCED).increment(1);
         }
@@ -308,6 +332,11 @@ impl Engine {
         let upstream_trans_id = upstream_id(&self.node, 'P', &caller.id, req.partner_trans_id);
         // Built and signed before the intent is journaled: a request that cannot be built is
         // refused with nothing journaled.
+        // The store, for settlement: the one routed to in acquirer mode.
+        let store_id = extend_info
+            .as_ref()
+            .filter(|_| route.merchant.mode == crate::tenants::Mode::Acquirer)
+            .map(|e| e.store_id.clone());
         let mut forward = req.clone();
         forward.partner = &account.partner;
         forward.partner_trans_id = &upstream_trans_id;
@@ -341,7 +370,7 @@ impl Engine {
                     trans_create_time: req.trans_create_time.compact().to_string(),
                     secondary_merchant_id: ext
                         .then(|| route.merchant.secondary_merchant_id.clone()),
-                    store_id: None,
+                    store_id,
                     notify_url,
                 },
             ),
@@ -378,7 +407,9 @@ impl Engine {
                     fee: None,
                     error_code: Some(NOT_SENT_CODE.to_owned()),
                 };
-                return self.finish(&key, vec![outcome], sent_state).await;
+                return self
+                    .finish_or_unknown(&key, vec![outcome], sent_state)
+                    .await;
             }
         };
         let outcome = match &body {
@@ -392,11 +423,15 @@ impl Engine {
             None => decide::pay_outcome(None, amount),
         };
         let mut events = Vec::with_capacity(2);
-        if attempt > 1 {
-            events.push(EventBody::PaySent { attempt, endpoint });
+        if endpoint != primary {
+            // Failed over (or the primary's breaker was open): the pay went to this endpoint.
+            events.push(EventBody::PaySent {
+                attempt: attempt.max(2),
+                endpoint,
+            });
         }
         events.push(outcome);
-        self.finish(&key, events, sent_state).await
+        self.finish_or_unknown(&key, events, sent_state).await
     }
 
     /// Journals outcome events and answers from the resulting state; when the journal cannot
@@ -407,8 +442,10 @@ impl Engine {
         match self.outcome(key, drafts).await {
             Ok(a) => Answer::State(Box::new(a.state)),
             Err(e) => {
-                tracing::error!(error = %e, "outcome not journaled; answering from the journal");
-                Answer::State(Box::new(before))
+                // The call happened but its outcome is not journaled: unknown to the merchant,
+                // whatever an earlier state says.
+                tracing::error!(error = %e, status = ?before.status, "outcome not journaled; answering unknown");
+                Answer::Busy(Busy::Journal)
             }
         }
     }
@@ -449,8 +486,10 @@ impl Engine {
             Ok(None) => return Answer::NotFound,
             Err(b) => return Answer::Busy(b),
         };
-        // Someone else just asked (or the pay just finished): their answer is fresh.
-        if held.waited || decide::query_from_journal(&state) {
+        // Someone else just asked (or the pay just finished): their answer is fresh. A failed
+        // journal sends nothing upstream (INV-8).
+        let failed = matches!(self.journal.health(), ledger::HealthStatus::Failed(_));
+        if held.waited || failed || decide::query_from_journal(&state) {
             return Answer::State(Box::new(state));
         }
         let Some((account, upstream)) = self.route_of(&state) else {
@@ -472,7 +511,12 @@ impl Engine {
             Err(_) => None,
         };
         match event {
-            Some(event) => self.finish(&key, vec![event], state).await,
+            // Journal what changed; a poll that learns nothing new adds nothing (a cashier
+            // polling for long must not fill the transaction's history).
+            Some(EventBody::QueryResult { status, .. }) if state.last_query == Some(status) => {
+                Answer::State(Box::new(state))
+            }
+            Some(event) => self.finish_or_unknown(&key, vec![event], state).await,
             None => Answer::State(Box::new(state)),
         }
     }
@@ -485,8 +529,12 @@ impl Engine {
         };
         use ledger::TxnStatus as S;
         match state.status {
-            S::Closed | S::Reversed => return Answer::State(Box::new(state)),
-            S::Failed | S::Refunded => {
+            // Already closed, or never paid (a failed pay is closed at Alipay): the answer is
+            // the journal's, nothing to send.
+            S::Closed | S::Reversed | S::Failed => return Answer::State(Box::new(state)),
+            S::Refunded => return Answer::Refused("TRADE_STATUS_ERROR", Some(Box::new(state))),
+            // Alipay refuses to cancel a trade with refunds; asking would only muddle the books.
+            S::Paid if state.refunded_minor != 0 || state.reserved_minor != 0 => {
                 return Answer::Refused("TRADE_STATUS_ERROR", Some(Box::new(state)))
             }
             S::Received | S::Sent | S::Unknown | S::Paid => {}
@@ -529,31 +577,44 @@ impl Engine {
             },
             Call::Unknown { .. } => decide::cancel_result(None),
         };
-        self.finish_or_unknown(&key, event, state).await
+        self.finish_or_unknown(&key, vec![event], state).await
     }
 
-    /// Journals a result; when the fold refuses it (an answer that contradicts the journal, e.g.
-    /// Alipay "closing" a trade the journal knows is paid), journals it as unknown instead so the
-    /// resolver settles it, and logs the contradiction.
-    async fn finish_or_unknown(&self, key: &TxnKey, event: EventBody, before: TxnState) -> Answer {
+    /// Journals results; when the fold refuses them (an answer that contradicts the journal, e.g.
+    /// Alipay "closing" a trade the journal knows is paid, or paying another amount), journals
+    /// them as unknown instead, so the resolver settles the transaction, and logs the
+    /// contradiction.
+    async fn finish_or_unknown(
+        &self,
+        key: &TxnKey,
+        events: Vec<EventBody>,
+        before: TxnState,
+    ) -> Answer {
         let now = self.now();
-        match self
-            .outcome(key, vec![Draft::new(now, event.clone())])
-            .await
-        {
+        let drafts: Vec<Draft> = events.iter().map(|b| Draft::new(now, b.clone())).collect();
+        match self.outcome(key, drafts).await {
             Ok(a) => Answer::State(Box::new(a.state)),
             Err(AppendError::Rejected(r)) => {
-                tracing::error!(rejected = %r, kind = event.kind(), "upstream answer contradicts the journal; recorded as unknown");
-                let unknown = match event {
-                    EventBody::CancelResult { .. } => decide::cancel_result(None),
-                    EventBody::RefundResult { refund, .. } => decide::refund_result(None, refund),
-                    other => other,
-                };
-                self.finish(key, vec![unknown], before).await
+                tracing::error!(rejected = %r, "upstream answer contradicts the journal; recorded as unknown");
+                let unknown = events
+                    .into_iter()
+                    .filter_map(|event| match event {
+                        EventBody::PayOutcome { .. } => {
+                            Some(decide::pay_outcome(None, before.amount))
+                        }
+                        EventBody::CancelResult { .. } => Some(decide::cancel_result(None)),
+                        EventBody::RefundResult { refund, .. } => {
+                            Some(decide::refund_result(None, refund))
+                        }
+                        EventBody::PaySent { .. } => None,
+                        other => Some(other),
+                    })
+                    .collect();
+                self.finish(key, unknown, before).await
             }
             Err(e) => {
-                tracing::error!(error = %e, "outcome not journaled; answering from the journal");
-                Answer::State(Box::new(before))
+                tracing::error!(error = %e, "outcome not journaled; answering unknown");
+                Answer::Busy(Busy::Journal)
             }
         }
     }
@@ -639,7 +700,7 @@ impl Engine {
             },
             Call::Unknown { .. } => decide::refund_result(None, refund),
         };
-        self.finish_or_unknown(&key, event, state).await
+        self.finish_or_unknown(&key, vec![event], state).await
     }
 }
 
@@ -660,6 +721,9 @@ fn refund_refusal(r: &Rejected) -> Option<&'static str> {
         Rejected::CurrencyMismatch { .. } => "CURRENCY_NOT_SAME",
         Rejected::InvalidTransition { .. } => "TRADE_STATUS_ERROR",
         Rejected::TooManyRefunds { .. } => "REFUND_AMT_RESTRICTION",
+        Rejected::ZeroAmount | Rejected::FieldTooLong { .. } | Rejected::TimeOutOfRange { .. } => {
+            "INVALID_PARAMETER"
+        }
         Rejected::RefundIdConflict
         | Rejected::RefundExists
         | Rejected::RefundOfOtherTxn

@@ -74,6 +74,18 @@ async fn acquirer_mode_md5_caller_every_service() {
         .find(|t| t["alipay_trans_id"].as_str() == b.field("alipay_trans_id").as_deref())
         .unwrap();
     assert_eq!(t2["status"], "TRADE_CLOSED");
+
+    // A late repeat of the reversed pay is told the trade is closed, never SUCCESS.
+    let late = env.call(&pay(M1, M1, "A-2", "3.00", CODE)).await;
+    assert_eq!(late.result(), "FAIL");
+    assert_eq!(late.field("error").as_deref(), Some("TRADE_HAS_CLOSE"));
+    // A trade with a refund cannot be cancelled; nothing is asked upstream.
+    let before = env.sim_requests().await;
+    let c = env.call(&cancel(M1, "A-1")).await;
+    assert_eq!(c.result(), "FAIL");
+    assert_eq!(c.field("detail_error_code").as_deref(), Some("TRADE_STATUS_ERROR"));
+    assert_eq!(c.field("retry_flag").as_deref(), Some("N"));
+    assert_eq!(env.sim_requests().await, before);
     env.stop().await;
 }
 
