@@ -238,12 +238,12 @@ impl Gateway {
                 self.engine.pay(&caller, &route, req, ext, fp).await
             }
             Request::Query(req) => match req.partner_trans_id {
-                Some(ptid) => self.engine.query(&caller, ptid).await,
+                Some(ptid) => self.engine.query(&caller, ptid, req.alipay_trans_id).await,
                 // The switch finds transactions by the merchant's order number only.
                 None => Answer::NotFound,
             },
             Request::Cancel(req) => match req.out_trade_no {
-                Some(ptid) => self.engine.cancel(&caller, ptid).await,
+                Some(ptid) => self.engine.cancel(&caller, ptid, req.trade_no).await,
                 None => Answer::NotFound,
             },
             Request::Refund(req) => {

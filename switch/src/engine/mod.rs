@@ -249,13 +249,25 @@ impl Engine {
 
     /// The transaction `ptid` of `caller`, if it exists and the caller may still act for its
     /// merchant.
-    fn find(&self, caller: &Caller, ptid: &str) -> Result<Option<(TxnKey, TxnState)>, Busy> {
+    /// The caller's transaction `ptid`, if it exists, the caller may still act for its
+    /// merchant, and Alipay's trade number, when the request gives one, is the journal's.
+    fn find(
+        &self,
+        caller: &Caller,
+        ptid: &str,
+        alipay_trans_id: Option<&str>,
+    ) -> Result<Option<(TxnKey, TxnState)>, Busy> {
         let key = TxnKey::new(caller.id.as_str(), ptid);
         let Some(state) = self.read(&key)? else {
             return Ok(None);
         };
         if !self.permitted(caller, &state) {
             return Ok(None);
+        }
+        if let (Some(given), Some(known)) = (alipay_trans_id, state.alipay_trans_id.as_deref()) {
+            if given != known {
+                return Ok(None);
+            }
         }
         Ok(Some((key, state)))
     }
@@ -265,8 +277,9 @@ impl Engine {
         &self,
         caller: &Caller,
         ptid: &str,
+        alipay_trans_id: Option<&str>,
     ) -> Result<(locks::Held<'_>, TxnKey, TxnState), Answer> {
-        let key = match self.find(caller, ptid) {
+        let key = match self.find(caller, ptid, alipay_trans_id) {
             Ok(Some((key, _))) => key,
             Ok(None) => return Err(Answer::NotFound),
             Err(b) => return Err(Answer::Busy(b)),
@@ -466,8 +479,13 @@ impl Engine {
 
     /// A query: final states from the journal; otherwise one upstream query (under the
     /// transaction's lock, so concurrent pollers share it), journaled.
-    pub async fn query(&self, caller: &Caller, ptid: &str) -> Answer {
-        let found = match self.find(caller, ptid) {
+    pub async fn query(
+        &self,
+        caller: &Caller,
+        ptid: &str,
+        alipay_trans_id: Option<&str>,
+    ) -> Answer {
+        let found = match self.find(caller, ptid, alipay_trans_id) {
             Ok(f) => f,
             Err(b) => return Answer::Busy(b),
         };
@@ -522,8 +540,8 @@ impl Engine {
     }
 
     /// A cancel: replayed when already cancelled; otherwise journaled, sent, journaled.
-    pub async fn cancel(&self, caller: &Caller, ptid: &str) -> Answer {
-        let (_held, key, state) = match self.lock_txn(caller, ptid).await {
+    pub async fn cancel(&self, caller: &Caller, ptid: &str, trade_no: Option<&str>) -> Answer {
+        let (_held, key, state) = match self.lock_txn(caller, ptid, trade_no).await {
             Ok(t) => t,
             Err(answer) => return answer,
         };
@@ -627,16 +645,13 @@ impl Engine {
         req: &alipay::RefundRequest<'_>,
         fingerprint: Hash,
     ) -> Answer {
-        let (_held, key, state) = match self.lock_txn(caller, req.partner_trans_id).await {
+        let (_held, key, state) = match self
+            .lock_txn(caller, req.partner_trans_id, req.alipay_trans_id)
+            .await
+        {
             Ok(t) => t,
             Err(answer) => return answer,
         };
-        if let (Some(given), Some(known)) = (req.alipay_trans_id, state.alipay_trans_id.as_deref())
-        {
-            if given != known {
-                return Answer::NotFound;
-            }
-        }
         match decide::refund_step(&state, req.partner_refund_id, &fingerprint) {
             RefundStep::Replay => return Answer::State(Box::new(state)),
             RefundStep::Conflict => return Answer::Conflict,

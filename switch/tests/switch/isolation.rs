@@ -41,6 +41,26 @@ async fn cross_merchant_and_cross_si_access_is_refused() {
         "nothing went upstream"
     );
 
+    // Its own order number with another trade's Alipay number reads as absent too.
+    let mismatched = set(
+        query(SI, "ISO-1"),
+        "alipay_trans_id",
+        "2026000000000000000000000009",
+    );
+    let q = env.call(&mismatched).await;
+    assert_eq!(q.field("error").as_deref(), Some("TRADE_NOT_EXIST"));
+    let q = env
+        .call(&set(
+            query(SI, "ISO-1"),
+            "alipay_trans_id",
+            &a.field("alipay_trans_id").unwrap(),
+        ))
+        .await;
+    assert_eq!(
+        q.field("alipay_trans_status").as_deref(),
+        Some("TRADE_SUCCESS")
+    );
+
     // The same order number in two callers' namespaces: two transactions, two upstream trades.
     let m1 = env.call(&pay(M1, M1, "ISO-1", "5.00", CODE)).await;
     assert_eq!(m1.result(), "SUCCESS");

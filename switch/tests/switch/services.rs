@@ -83,7 +83,10 @@ async fn acquirer_mode_md5_caller_every_service() {
     let before = env.sim_requests().await;
     let c = env.call(&cancel(M1, "A-1")).await;
     assert_eq!(c.result(), "FAIL");
-    assert_eq!(c.field("detail_error_code").as_deref(), Some("TRADE_STATUS_ERROR"));
+    assert_eq!(
+        c.field("detail_error_code").as_deref(),
+        Some("TRADE_STATUS_ERROR")
+    );
     assert_eq!(c.field("retry_flag").as_deref(), Some("N"));
     assert_eq!(env.sim_requests().await, before);
     env.stop().await;
