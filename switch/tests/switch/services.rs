@@ -183,3 +183,58 @@ async fn a_caller_named_store_is_used_and_an_unknown_store_refused() {
     assert_eq!(env.sim_requests().await, before);
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn get_and_https_reach_the_same_gateway_and_metrics_show_the_traffic() {
+    let env = start().await;
+    // GET: every parameter in the URL query.
+    let (q, body) = signed(&pay(M1, M1, "G-1", "2.00", CODE), M1);
+    let form = format!("{q}&{}", String::from_utf8(body).unwrap());
+    let r = env.client.get_raw(&form).await.unwrap();
+    let a = Answer {
+        status: r.status,
+        body: r.body.to_vec(),
+    };
+    assert!(a.verify(M1));
+    assert_eq!(a.result(), "SUCCESS");
+
+    // HTTPS, trusting the certificate the switch wrote.
+    let running = env.switch.as_ref().unwrap();
+    let pem = std::fs::read(env.dir.path().join("switch-cert.pem")).unwrap();
+    let https =
+        alipay_sim::GatewayClient::new(&format!("https://{}", running.https.unwrap()), Some(&pem))
+            .unwrap();
+    let (q, body) = signed(&query(M1, "G-1"), M1);
+    let r = https.post_raw(&q, body).await.unwrap();
+    let a = Answer {
+        status: r.status,
+        body: r.body.to_vec(),
+    };
+    assert!(a.verify(M1));
+    assert_eq!(
+        a.field("alipay_trans_status").as_deref(),
+        Some("TRADE_SUCCESS")
+    );
+
+    // /metrics: requests by service and result, latencies, the journal, the upstream pool.
+    let ops = running.ops.unwrap();
+    let m = alipay_sim::client::HttpClient::new(&format!("http://{ops}"), None)
+        .unwrap()
+        .request(hyper::Method::GET, "/metrics", None, Vec::new())
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&m.body).into_owned();
+    for needle in [
+        "switch_requests_total{service=\"pay\",result=\"SUCCESS\"}",
+        "switch_request_seconds_bucket{service=\"pay\"",
+        "switch_upstream_seconds_bucket",
+        "switch_upstream_calls_total",
+        "switch_upstream_breaker_state",
+        "switch_in_flight",
+        "ledger_sync_seconds_bucket",
+        "ledger_group_size_bucket",
+    ] {
+        assert!(text.contains(needle), "/metrics lacks {needle}:\n{text}");
+    }
+    env.stop().await;
+}
