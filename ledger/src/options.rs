@@ -23,6 +23,11 @@ pub const DEFAULT_GROUP_SIZE_MAX: usize = 512;
 /// [`JournalOptions::group_linger`].
 pub const DEFAULT_GROUP_LINGER: Duration = Duration::from_millis(2);
 
+/// Under concurrent appenders, the shortest time between the starts of two writes (one sync
+/// each): at most 400 syncs a second, however many appenders there are. See
+/// [`JournalOptions::sync_interval_min`].
+pub const DEFAULT_SYNC_INTERVAL_MIN: Duration = Duration::from_micros(2500);
+
 /// The previous group must have had at least this many submissions for the writer to linger.
 pub const DEFAULT_GROUP_LINGER_SIBLINGS: usize = 4;
 
@@ -88,6 +93,13 @@ pub struct JournalOptions {
     pub group_linger: Duration,
     /// [`DEFAULT_GROUP_LINGER_SIBLINGS`].
     pub group_linger_siblings: usize,
+    /// Sync pacing: with concurrent appenders (as for `group_linger`), a write starts no sooner
+    /// than this after the previous one started, and takes everything that arrived meanwhile.
+    /// Bounds the sync rate (IOPS, device wear) at `1 / sync_interval_min` under any load, and
+    /// makes groups grow with the load instead of the sync rate; costs each concurrent append
+    /// up to this much latency. A lone appender is never delayed. Zero turns it off.
+    /// [`DEFAULT_SYNC_INTERVAL_MIN`].
+    pub sync_interval_min: Duration,
     /// [`DEFAULT_STATE_CACHE_ENTRIES_MAX`].
     pub state_cache_entries_max: usize,
     /// [`DEFAULT_TAIL_VERIFY_EVENTS`].
@@ -107,6 +119,7 @@ impl Default for JournalOptions {
             group_size_max: DEFAULT_GROUP_SIZE_MAX,
             group_linger: DEFAULT_GROUP_LINGER,
             group_linger_siblings: DEFAULT_GROUP_LINGER_SIBLINGS,
+            sync_interval_min: DEFAULT_SYNC_INTERVAL_MIN,
             state_cache_entries_max: DEFAULT_STATE_CACHE_ENTRIES_MAX,
             tail_verify_events: DEFAULT_TAIL_VERIFY_EVENTS,
             max_total_wal_bytes: DEFAULT_MAX_TOTAL_WAL_BYTES,
@@ -124,6 +137,7 @@ impl JournalOptions {
         o.group_size_max = o.group_size_max.clamp(1, o.queue_capacity);
         o.state_cache_entries_max = o.state_cache_entries_max.max(1);
         o.group_linger = o.group_linger.min(GROUP_LINGER_LIMIT);
+        o.sync_interval_min = o.sync_interval_min.min(GROUP_LINGER_LIMIT);
         o.group_linger_siblings = o.group_linger_siblings.max(2);
         o
     }

@@ -160,6 +160,8 @@ pub(crate) struct Writer {
     group_size_max: usize,
     linger: Duration,
     linger_siblings: usize,
+    sync_interval_min: Duration,
+    last_write_at: Instant,
     last_group_len: usize,
     cache: StateCache,
 }
@@ -182,6 +184,8 @@ impl Writer {
             group_size_max: opts.group_size_max,
             linger: opts.group_linger,
             linger_siblings: opts.group_linger_siblings,
+            sync_interval_min: opts.sync_interval_min,
+            last_write_at: Instant::now(),
             last_group_len: 0,
             cache: StateCache {
                 map: HashMap::new(),
@@ -232,6 +236,25 @@ impl Writer {
                 }
             }
         }
+        // Sync pacing: under concurrency, no write starts sooner than `sync_interval_min` after
+        // the previous one; whatever arrives meanwhile joins this group.
+        if linger && !self.sync_interval_min.is_zero() {
+            let not_before = self.last_write_at + self.sync_interval_min;
+            while group.len() < self.group_size_max {
+                let left = not_before.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match self.rx.recv_timeout(left) {
+                    Ok(sub) => {
+                        group.push(sub);
+                        self.drain(&mut group);
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        self.last_write_at = Instant::now();
         self.last_group_len = group.len();
         group
     }
