@@ -7,7 +7,9 @@
 //! secondary only changes when its owner calls `catch_up`, which needs `&mut`.
 //!
 //! Every event read is checked against its own sealed hash, and every snapshot read is checked
-//! against the money invariant, before it is returned (house style rule 7).
+//! against the money invariant, before it is returned (house style rule 7). A snapshot or a
+//! history entry filed under another transaction's key is [`Error::Inconsistent`]: the chain
+//! covers events, not the tables that index them.
 
 use std::sync::Arc;
 
