@@ -8,7 +8,7 @@
 //! mean group size over the measured runs.
 //!
 //! Run: `cargo bench -p switch-benches --bench journal` (`LEDGER_BENCH_LINGER_US=0` to compare
-//! without the commit delay).
+//! without the commit delay, `LEDGER_BENCH_SYNC_INTERVAL_US=0` without the sync pacing).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
@@ -119,15 +119,21 @@ fn ratio(a: u64, b: u64) -> f64 {
     a as f64 / b.max(1) as f64
 }
 
-/// The journal's defaults; `LEDGER_BENCH_LINGER_US` overrides the commit delay (0 turns it off)
-/// to show what it buys.
+/// The journal's defaults; `LEDGER_BENCH_LINGER_US` overrides the commit delay and
+/// `LEDGER_BENCH_SYNC_INTERVAL_US` the sync pacing (0 turns either off) to show what each buys.
 fn options() -> JournalOptions {
     let mut opts = JournalOptions::default();
-    if let Some(us) = std::env::var("LEDGER_BENCH_LINGER_US")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        opts.group_linger = Duration::from_micros(us);
+    let micros = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_micros)
+    };
+    if let Some(d) = micros("LEDGER_BENCH_LINGER_US") {
+        opts.group_linger = d;
+    }
+    if let Some(d) = micros("LEDGER_BENCH_SYNC_INTERVAL_US") {
+        opts.sync_interval_min = d;
     }
     opts
 }
