@@ -652,19 +652,38 @@ impl Engine {
             Ok(t) => t,
             Err(answer) => return answer,
         };
-        match decide::refund_step(&state, req.partner_refund_id, &fingerprint) {
-            RefundStep::Replay => return Answer::State(Box::new(state)),
+        // A refund whose outcome is unknown is sent again with the same parameters and the same
+        // upstream id (spec §6.5: one id is one refund at Alipay, so it cannot apply twice).
+        let resend = match decide::refund_step(&state, req.partner_refund_id, &fingerprint) {
+            RefundStep::Replay => match state.refunds.get(req.partner_refund_id) {
+                Some(r) if r.status.in_flight() => {
+                    Some((r.upstream_refund_id.clone(), r.amount, r.reason.clone()))
+                }
+                _ => return Answer::State(Box::new(state)),
+            },
             RefundStep::Conflict => return Answer::Conflict,
-            RefundStep::Start => {}
-        }
+            RefundStep::Start => None,
+        };
         let Some((account, upstream)) = self.route_of(&state) else {
             return Answer::Busy(Busy::Upstream);
         };
         if !upstream.usable() {
-            return Answer::Busy(Busy::Upstream);
+            return match resend {
+                Some(_) => Answer::State(Box::new(state)),
+                None => Answer::Busy(Busy::Upstream),
+            };
         }
-        let upstream_refund_id = upstream_id(&self.node, 'R', &caller.id, req.partner_refund_id);
-        let amount = req.refund_amount;
+        let (upstream_refund_id, amount, reason) = match &resend {
+            Some((id, money, reason)) => match decide::amount(*money) {
+                Some(a) => (id.clone(), a, reason.clone()),
+                None => return Answer::State(Box::new(state)),
+            },
+            None => (
+                upstream_id(&self.node, 'R', &caller.id, req.partner_refund_id),
+                req.refund_amount,
+                req.refund_reason.map(str::to_owned),
+            ),
+        };
         let mut b = FormBuilder::new(Charset::Utf8);
         b.push("service", Service::Refund.name())
             .push("partner", &account.partner)
@@ -672,31 +691,35 @@ impl Engine {
             .push("partner_refund_id", &upstream_refund_id)
             .push("refund_amount", &amount.to_string())
             .push("currency", amount.currency().code())
-            .push_opt("refund_reason", req.refund_reason)
+            .push_opt("refund_reason", reason.as_deref())
             .push("is_sync", "Y");
         let Ok((query, body)) = b.finish_post(&account.signer) else {
             return Answer::Busy(Busy::Build);
         };
         let refund = RefundKey::new(caller.id.as_str(), req.partner_refund_id);
-        let draft = Draft::new(
-            self.now(),
-            EventBody::RefundIntent {
-                refund: refund.clone(),
-                upstream_refund_id,
-                amount: decide::money(amount),
-                fingerprint,
-                reason: req.refund_reason.map(str::to_owned),
-            },
-        );
-        let state = match self.intent(&key, vec![draft]).await {
-            Ok(a) => a.state,
-            Err(AppendError::Rejected(r)) => {
-                return match refund_refusal(&r) {
-                    Some(code) => Answer::Refused(code, Some(Box::new(state))),
-                    None => Answer::Conflict,
+        let state = if resend.is_some() {
+            state
+        } else {
+            let draft = Draft::new(
+                self.now(),
+                EventBody::RefundIntent {
+                    refund: refund.clone(),
+                    upstream_refund_id,
+                    amount: decide::money(amount),
+                    fingerprint,
+                    reason,
+                },
+            );
+            match self.intent(&key, vec![draft]).await {
+                Ok(a) => a.state,
+                Err(AppendError::Rejected(r)) => {
+                    return match refund_refusal(&r) {
+                        Some(code) => Answer::Refused(code, Some(Box::new(state))),
+                        None => Answer::Conflict,
+                    }
                 }
+                Err(e) => return self.refused_intent(e),
             }
-            Err(e) => return self.refused_intent(e),
         };
         let event = match upstream.call(Service::Refund, &query, body).await {
             Call::Answered { body, .. } => {
@@ -706,7 +729,9 @@ impl Engine {
                     Err(_) => decide::refund_result(None, refund),
                 }
             }
-            // Never sent: definitely not refunded; the reservation is released.
+            // A resend that never left changes nothing: an earlier attempt may have applied.
+            Call::NotSent { .. } if resend.is_some() => return Answer::State(Box::new(state)),
+            // Never sent at all: definitely not refunded; the reservation is released.
             Call::NotSent { .. } => EventBody::RefundResult {
                 refund,
                 result: Outcome::Fail,

@@ -99,3 +99,42 @@ async fn a_refund_id_replays_and_a_changed_refund_is_refused() {
     assert_eq!(trades[0]["refunds"].as_array().unwrap().len(), 1);
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refund_with_an_unknown_outcome_is_sent_again_with_the_same_id_and_applies_once() {
+    let env = start().await;
+    // 280050: the trade's first refund is applied but answered UNKNOWN.
+    let code = "280050000000000001";
+    assert_eq!(
+        env.call(&pay(M1, M1, "UR-1", "10.00", code)).await.result(),
+        "SUCCESS"
+    );
+    let first = env.call(&refund(M1, "UR-1", "URR-1", "4.00")).await;
+    assert_eq!(
+        first.result(),
+        "UNKNOWN",
+        "{}",
+        String::from_utf8_lossy(&first.body)
+    );
+    // The retry re-sends the same upstream refund; Alipay replays its SUCCESS.
+    let second = env.call(&refund(M1, "UR-1", "URR-1", "4.00")).await;
+    assert_eq!(
+        second.result(),
+        "SUCCESS",
+        "{}",
+        String::from_utf8_lossy(&second.body)
+    );
+    let trades = env.sim_trades(ACQUIRER).await;
+    assert_eq!(
+        trades[0]["refunds"].as_array().unwrap().len(),
+        1,
+        "refunded once"
+    );
+    assert_eq!(trades[0]["refunded"]["minor"].as_u64(), Some(400));
+    // From now on it replays, with nothing sent.
+    let before = env.sim_requests().await;
+    let third = env.call(&refund(M1, "UR-1", "URR-1", "4.00")).await;
+    assert_eq!(third.body, second.body);
+    assert_eq!(env.sim_requests().await, before);
+    env.stop().await;
+}
