@@ -180,3 +180,16 @@ impl Error {
         }
     }
 }
+
+/// An error and its sources on one line, `outer: inner: innermost` (tells a reset from a
+/// close). For transport errors, which describe the connection and never a request's content.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

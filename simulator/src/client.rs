@@ -364,16 +364,7 @@ impl HttpClient {
 }
 
 /// The error and its sources, one line (tells a reset from a close).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
+pub use alipay::error::chain as error_chain;
 
 /// True when `e` (or a source) is an I/O "connection reset".
 pub fn is_reset(e: &SimError) -> bool {

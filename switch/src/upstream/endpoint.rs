@@ -460,16 +460,7 @@ impl Drop for InUse<'_> {
 
 /// The error and its sources on one line (tells a reset from a close). hyper's and the
 /// connector's errors describe the transport only, never the request's content.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
+pub use alipay::error::chain as error_chain;
 
 #[cfg(test)]
 mod tests {
