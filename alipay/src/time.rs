@@ -67,8 +67,20 @@ impl BeijingTime {
         Some(BeijingTime(PrimitiveDateTime::new(date, time)))
     }
 
-    /// Parses `yyyy-MM-dd HH:mm:ss`.
+    /// Parses `yyyy-MM-dd HH:mm:ss`, exactly that shape: 19 characters, digits where the
+    /// pattern has digits (`time`'s year component alone would also take a sign, `+0000`).
     pub fn parse_dashed(text: &str) -> Option<BeijingTime> {
+        let b = text.as_bytes();
+        let shape_ok = b.len() == 19
+            && b.iter().enumerate().all(|(i, c)| match i {
+                4 | 7 => *c == b'-',
+                10 => *c == b' ',
+                13 | 16 => *c == b':',
+                _ => c.is_ascii_digit(),
+            });
+        if !shape_ok {
+            return None;
+        }
         PrimitiveDateTime::parse(text, DASHED).ok().map(BeijingTime)
     }
 
@@ -93,8 +105,17 @@ impl BeijingTime {
 pub struct BeijingDay(Date);
 
 impl BeijingDay {
-    /// Parses `yyyy-MM-dd`.
+    /// Parses `yyyy-MM-dd`, exactly that shape (no sign on the year).
     pub fn parse(text: &str) -> Option<BeijingDay> {
+        let b = text.as_bytes();
+        let shape_ok = b.len() == 10
+            && b.iter().enumerate().all(|(i, c)| match i {
+                4 | 7 => *c == b'-',
+                _ => c.is_ascii_digit(),
+            });
+        if !shape_ok {
+            return None;
+        }
         Date::parse(text, DAY).ok().map(BeijingDay)
     }
 
@@ -152,6 +173,14 @@ impl fmt::Display for Formatted {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signed_year_is_refused() {
+        assert!(BeijingTime::parse_dashed("+0000-01-01 00:00:00").is_none());
+        assert!(BeijingDay::parse("+2026-01-01").is_none());
+        assert!(BeijingDay::parse("2026-01-01").is_some());
+        assert!(BeijingTime::parse_dashed("2026-01-01 12:00:00").is_some());
+    }
 
     #[test]
     fn beijing_is_utc_plus_8() {
