@@ -205,9 +205,6 @@ pub enum TenantsError {
         /// The other.
         b: String,
     },
-    /// A merchant acting as its own caller must have a caller record with its id.
-    #[error("{0}")]
-    Invalid(String),
 }
 
 impl Tenants {

@@ -377,6 +377,11 @@ impl Config {
             } => last(self.accounts.iter().map(|a| &a.name).collect(), id)
                 .map(|i| format!("accounts[{i}].name")),
             TenantsError::Duplicate {
+                what: "account partner",
+                id,
+            } => last(self.accounts.iter().map(|a| &a.partner).collect(), id)
+                .map(|i| format!("accounts[{i}].partner")),
+            TenantsError::Duplicate {
                 what: "merchant",
                 id,
             }
@@ -394,7 +399,6 @@ impl Config {
                 last(self.callers.iter().map(|c| &c.id).collect(), id)
                     .map(|i| format!("callers[{i}]"))
             }
-            TenantsError::Invalid(_) => None,
         };
         self.error(key.as_deref().unwrap_or(""), e.to_string())
     }

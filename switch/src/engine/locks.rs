@@ -115,6 +115,8 @@ impl Drop for Held<'_> {
         self.locks
             .map
             .remove_if(&self.key, |_, slot| slot.users == 0);
+        metrics::gauge!(crate::telemetry::ENGINE_IN_FLIGHT)
+            .set(crate::engine::usize_f64(self.locks.len()));
     }
 }
 

@@ -162,8 +162,10 @@ pub fn upstream_id(node: &str, kind: char, caller: &str, id: &str) -> String {
     let mut s = String::with_capacity(node.len() + 31);
     s.push_str(node);
     s.push(kind);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     for b in d.as_ref().iter().take(15) {
-        s.push_str(&format!("{b:02x}"));
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 0xf)]));
     }
     s
 }

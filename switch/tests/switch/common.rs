@@ -58,7 +58,7 @@ pub fn verifier(caller: &str) -> Verifier {
 }
 
 /// The switch configuration for the tests: the shipped layout, on port 0, against `sim_url`.
-pub fn config_text(dir: &Path, sim_url: &str, sim_cert: &Path, extra_account: &str) -> String {
+pub fn config_text(dir: &Path, sim_url: &str, sim_cert: &Path) -> String {
     let keys = keys_dir();
     let keys = keys.display();
     let data = dir.display();
@@ -102,7 +102,6 @@ endpoints = [{{ name = "primary", url = "{sim_url}/gateway.do" }}]
 request_timeout_ms = 2000
 connect_timeout_ms = 1000
 ca_cert = "{cert}"
-{extra_account}
 
 [[merchants]]
 id = "{M1}"
@@ -176,7 +175,7 @@ pub fn write_config(
 ) -> (PathBuf, Config) {
     let cert = dir.join("sim-cert.pem");
     std::fs::write(&cert, sim.cert_pem()).unwrap();
-    let text = edit(config_text(dir, &sim.https_url(), &cert, ""));
+    let text = edit(config_text(dir, &sim.https_url(), &cert));
     let path = dir.join("switch.toml");
     std::fs::write(&path, &text).unwrap();
     let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
