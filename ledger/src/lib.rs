@@ -45,7 +45,8 @@ pub use record::{
     TradeStatus, TxnKey,
 };
 pub use state::{
-    fold, moves_money, CancelState, NotifyState, RefundState, RefundStatus, TxnState, TxnStatus,
+    fold, moves_money, CancelState, ExceptionState, NotifyDue, NotifyState, RefundState,
+    RefundStatus, TxnState, TxnStatus,
 };
 pub use tables::ChainHead;
 pub use telemetry::StatsSnapshot;

@@ -287,6 +287,20 @@ pub enum EventBody {
         /// What.
         action: String,
     },
+    /// The merchant is owed a notification: the transaction reached a final state (or a refund
+    /// its result) that the merchant was not told in the answer to its own request. Journaled in
+    /// the same append as the event that made it so; cleared by a delivered [`EventBody::NotifyAttempt`].
+    NotifyDue {
+        /// The refund the notification is about (`None`: the trade's own status).
+        refund: Option<RefundKey>,
+    },
+    /// The resolver or the notifier gave up on this transaction: it stays in the `pending` table
+    /// and in the exceptions list until an operator acts ([`EventBody::OperatorAction`] clears
+    /// it and the work starts again).
+    Exception {
+        /// What was given up, and why.
+        reason: String,
+    },
 }
 
 impl EventBody {
@@ -303,6 +317,8 @@ impl EventBody {
             EventBody::RefundResult { .. } => "RefundResult",
             EventBody::NotifyAttempt { .. } => "NotifyAttempt",
             EventBody::OperatorAction { .. } => "OperatorAction",
+            EventBody::NotifyDue { .. } => "NotifyDue",
+            EventBody::Exception { .. } => "Exception",
         }
     }
 
@@ -375,6 +391,7 @@ impl EventBody {
                 out.push(("why", why));
                 out.push(("action", action));
             }
+            EventBody::Exception { reason } => out.push(("reason", reason)),
             _ => {}
         }
     }
@@ -382,9 +399,11 @@ impl EventBody {
     /// The refund key this event is about, if any.
     pub fn refund_key(&self) -> Option<&RefundKey> {
         match self {
-            EventBody::RefundIntent { refund, .. } | EventBody::RefundResult { refund, .. } => {
-                Some(refund)
-            }
+            EventBody::RefundIntent { refund, .. }
+            | EventBody::RefundResult { refund, .. }
+            | EventBody::NotifyDue {
+                refund: Some(refund),
+            } => Some(refund),
             _ => None,
         }
     }

@@ -120,6 +120,30 @@ pub struct CancelState {
     pub retry: bool,
     /// Alipay's last error code.
     pub error_code: Option<String>,
+    /// `attempts` when an operator last took the transaction in hand: the attempts since
+    /// then are the ones a limit counts.
+    pub attempts_before_operator: u32,
+}
+
+impl CancelState {
+    /// Cancels sent since an operator last took the transaction in hand.
+    pub fn attempts_since_operator(&self) -> u32 {
+        self.attempts.saturating_sub(self.attempts_before_operator)
+    }
+
+    /// True when a cancel was sent and has no definite answer yet: it answered `UNKNOWN`,
+    /// failed with `retry_flag=Y`, or its result was never journaled. It must be sent again
+    /// with the same parameters until it gets one (spec §6.3).
+    pub fn in_flight(&self) -> bool {
+        if self.attempts == 0 || self.action.is_some() {
+            return false;
+        }
+        match self.last_result {
+            None | Some(Outcome::Unknown) => true,
+            Some(Outcome::Fail) => self.retry,
+            Some(Outcome::Success) => false,
+        }
+    }
 }
 
 /// The notifications sent to the merchant.
@@ -133,6 +157,31 @@ pub struct NotifyState {
     pub last_error: Option<String>,
     /// When the last attempt was journaled.
     pub last_at_ms: Option<i64>,
+    /// The notification owed, until one is delivered.
+    pub due: Option<NotifyDue>,
+}
+
+/// A notification the merchant is owed ([`EventBody::NotifyDue`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyDue {
+    /// The seq of the `NotifyDue` event: with the transaction it names the notification, so
+    /// its `notify_id` stays the same across resends and differs from any later one's.
+    pub seq: u64,
+    /// The refund it is about (`None`: the trade's status).
+    pub refund: Option<String>,
+    /// Attempts journaled for this notification.
+    pub attempts: u32,
+    /// When it became due.
+    pub since_ms: i64,
+}
+
+/// Why the resolver or the notifier gave up on a transaction ([`EventBody::Exception`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExceptionState {
+    /// What was given up, and why.
+    pub reason: String,
+    /// When.
+    pub at_ms: i64,
 }
 
 /// The per-transaction snapshot: everything the switch needs to answer a merchant and to
@@ -191,6 +240,8 @@ pub struct TxnState {
     pub notify: NotifyState,
     /// Operator actions journaled.
     pub operator_actions: u32,
+    /// Set while the switch has given up on this transaction and waits for an operator.
+    pub exception: Option<ExceptionState>,
     /// Seq of the last event applied.
     pub last_seq: u64,
     /// Events applied, the first included.
@@ -270,6 +321,7 @@ impl TxnState {
             refunds: BTreeMap::new(),
             notify: NotifyState::default(),
             operator_actions: 0,
+            exception: None,
             last_seq: event.seq,
             event_count: 1,
         };
@@ -346,6 +398,8 @@ impl TxnState {
             EventBody::CancelAttempt { .. } => {
                 self.require_cancellable(event)?;
                 self.cancel.attempts = bump(self.cancel.attempts)?;
+                // This attempt has no answer yet.
+                self.cancel.last_result = None;
                 Ok(())
             }
             EventBody::CancelResult {
@@ -377,6 +431,37 @@ impl TxnState {
             EventBody::NotifyAttempt { result, .. } => self.notify_attempt(result, at_ms),
             EventBody::OperatorAction { .. } => {
                 self.operator_actions = bump(self.operator_actions)?;
+                // An operator took the transaction in hand: the switch tries again, with its
+                // limits counted afresh.
+                self.exception = None;
+                self.cancel.attempts_before_operator = self.cancel.attempts;
+                Ok(())
+            }
+            EventBody::NotifyDue { refund } => {
+                if let Some(r) = refund {
+                    if r.merchant != self.txn.merchant {
+                        return Err(Rejected::RefundMerchantMismatch);
+                    }
+                    if !self.refunds.contains_key(&r.partner_refund_id) {
+                        return Err(Rejected::UnknownRefund);
+                    }
+                }
+                // A newer notification supersedes an undelivered older one: it carries the
+                // trade's current status, which is what the merchant needs to know.
+                self.notify.due = Some(NotifyDue {
+                    seq: event.seq,
+                    refund: refund.as_ref().map(|r| r.partner_refund_id.clone()),
+                    attempts: 0,
+                    since_ms: at_ms,
+                });
+                self.notify.delivered = false;
+                Ok(())
+            }
+            EventBody::Exception { reason } => {
+                self.exception = Some(ExceptionState {
+                    reason: reason.clone(),
+                    at_ms,
+                });
                 Ok(())
             }
         }
@@ -411,8 +496,14 @@ impl TxnState {
     fn notify_attempt(&mut self, result: &NotifyResult, at_ms: i64) -> Result<(), Rejected> {
         self.notify.attempts = bump(self.notify.attempts)?;
         self.notify.last_at_ms = Some(at_ms);
+        if let Some(due) = self.notify.due.as_mut() {
+            due.attempts = bump(due.attempts)?;
+        }
         match result {
-            NotifyResult::Delivered => self.notify.delivered = true,
+            NotifyResult::Delivered => {
+                self.notify.delivered = true;
+                self.notify.due = None;
+            }
             NotifyResult::Failed(text) => self.notify.last_error = Some(text.clone()),
         }
         Ok(())
@@ -663,15 +754,20 @@ impl TxnState {
         self.require_status(event, &allowed)
     }
 
-    /// True when the transaction is final and no refund is in flight.
+    /// True when the transaction is final, no refund is in flight, and no cancel of a paid
+    /// trade awaits a definite answer.
     pub fn is_final(&self) -> bool {
-        self.status.is_final() && self.reserved_minor == 0 && !self.has_refund_in_flight()
+        let cancel_open = self.status == TxnStatus::Paid && self.cancel.in_flight();
+        self.status.is_final()
+            && self.reserved_minor == 0
+            && !self.has_refund_in_flight()
+            && !cancel_open
     }
 
-    /// True when the resolver has work: the outcome is unknown or a refund is in flight. These
-    /// transactions are in the `pending` table.
+    /// True when the switch has work left: the outcome is unknown, a refund is in flight, or a
+    /// notification is owed. These transactions are in the `pending` table.
     pub fn is_pending(&self) -> bool {
-        !self.is_final()
+        !self.is_final() || self.notify.due.is_some()
     }
 
     fn has_refund_in_flight(&self) -> bool {

@@ -17,6 +17,8 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, ConfigErrors};
 use crate::engine::{Clock, Engine, EngineLimits};
 use crate::gateway::Gateway;
+use crate::notify::Notifier;
+use crate::resolver::Resolver;
 use crate::server::{self, GatewayHttp, Handler, HttpReply, Readiness, TransportReject};
 use crate::upstream::Upstream;
 
@@ -133,6 +135,8 @@ pub struct Running {
     pub http: Option<SocketAddr>,
     /// The address of `/metrics`, `/healthz`, `/readyz`.
     pub ops: Option<SocketAddr>,
+    /// The operators' admin API address, if any (`listen.admin_api`).
+    pub admin_api: Option<SocketAddr>,
     /// The PEM of the HTTPS certificate when it was generated (for clients to trust).
     pub cert_pem: Option<String>,
     stop: Option<oneshot::Sender<()>>,
@@ -200,6 +204,15 @@ pub async fn start(
     config: Config,
     signal: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<Running, AppError> {
+    start_with_clock(config, signal, system_clock()).await
+}
+
+/// [`start`] with another wall clock (tests move it across Beijing midnight).
+pub async fn start_with_clock(
+    config: Config,
+    signal: impl std::future::Future<Output = ()> + Send + 'static,
+    clock: Clock,
+) -> Result<Running, AppError> {
     let metrics =
         crate::telemetry::install_metrics().map_err(|e| AppError::Metrics(e.to_string()))?;
     #[cfg_attr(not(feature = "simulator"), allow(unused_variables))]
@@ -230,10 +243,42 @@ pub async fn start(
         EngineLimits {
             in_flight_max: config.limits.engine_in_flight_max,
             lock_wait: lock_wait(&config),
+            pay_share_percent: config.limits.pay_share_percent,
+            query_fresh: config.resolver.query_interval,
         },
         config.node.id.clone(),
-        system_clock(),
+        clock,
     ));
+    // The resolver starts with a sweep of the pending table: whatever a previous run left
+    // unresolved (crash recovery) is taken up before the listeners open.
+    let resolver = Resolver::new(
+        Arc::clone(&engine),
+        &config.resolver,
+        config.limits.engine_in_flight_max,
+    );
+    // Installed before the resolver runs, so its first sweep already offers the notifications
+    // a previous run left owed.
+    let notifier = Notifier::new(
+        Arc::clone(&engine),
+        &config.notify,
+        config.gateway.response_encoding,
+        crate::upstream::connector::client_config(None)
+            .map_err(|e| AppError::Tls(e.to_string()))?,
+        config.resolver.sweep_interval,
+    );
+    resolver.set_notifier(notifier.intake());
+    let (resolver_stop, resolver_stopped) = oneshot::channel::<()>();
+    let resolver_task = tokio::spawn(Arc::clone(&resolver).run(async move {
+        let _ = resolver_stopped.await;
+    }));
+    // The operators' admin API acts through the resolver; it stops before the resolver does.
+    let admin_api = crate::admin::start(
+        config.listen.admin_api,
+        Arc::clone(&resolver),
+        Arc::clone(engine.journal()),
+    )
+    .await?;
+    let admin_api_addr = admin_api.addr();
     drop(journal);
     let gateway = Gateway::new(
         tenants,
@@ -283,6 +328,12 @@ pub async fn start(
             tracing::info!("shutting down: no new connections; finishing in-flight requests");
         };
         bound.serve(Arc::clone(&handler), metrics, shutdown).await?;
+        admin_api.stop().await;
+        let _ = resolver_stop.send(());
+        let _ = resolver_task.await;
+        drop(resolver);
+        notifier.stop().await;
+        drop(notifier);
         // The listeners are drained; dropping the handler drops the engine and the journal,
         // whose writer finishes and syncs what is queued.
         let engine = Arc::clone(handler.gateway.engine());
@@ -298,6 +349,7 @@ pub async fn start(
         https,
         http,
         ops,
+        admin_api: admin_api_addr,
         cert_pem,
         stop: Some(stop_tx),
         task,

@@ -9,19 +9,21 @@
 //! (`HAS_NO_PRIVILEGE`, the same for an unknown merchant and another's, so ids cannot be
 //! probed). Once the caller is known, rejections are signed with its key.
 //!
-//! Then the in-flight limits (per caller and in total) and the engine. Business answers are
-//! rendered from the journaled state ([`crate::engine`]), signed with the caller's key, with the
-//! request echoed as Alipay does (every parameter but `sign` and `sign_type`).
+//! Then admission ([`crate::admission`]): the in-flight limits (in total and per caller, each
+//! with a lane that new pays may not overrun, so queries and cancels always find a slot) and,
+//! for pays and refunds, the caller's rate; then the engine. Business answers are rendered from
+//! the journaled state ([`crate::engine`]), signed with the caller's key, with the request
+//! echoed as Alipay does (every parameter but `sign` and `sign_type`).
 //!
 //! Answers the switch adds to Alipay's vocabulary:
 //! - `result_code=UNKNOWN` with `error=SYSTEM_BUSY` ([`engine::BUSY_CODE`]; a cancel:
 //!   `UNKNOWN`, `retry_flag=Y`, `detail_error_code=SYSTEM_BUSY`): this request was not
-//!   processed — nothing journaled, nothing sent (in-flight limits, another request on the same
-//!   transaction for too long, a full journal queue, a failed journal, no usable upstream
-//!   endpoint). Send the same request again later. It reads UNKNOWN, not FAIL, because a
-//!   duplicate of a request still in flight elsewhere must not be told "not paid"; a query of
-//!   an order number that was never processed answers `TRADE_NOT_EXIST`. For a query it reads
-//!   `FAIL` `SYSTEM_ERROR` (try again).
+//!   processed — nothing journaled, nothing sent (in-flight limits, the caller's rate, another
+//!   request on the same transaction for too long, a full journal queue, a failed journal, no
+//!   usable upstream endpoint). Send the same request again later. It reads UNKNOWN, not FAIL,
+//!   because a duplicate of a request still in flight elsewhere must not be told "not paid"; a
+//!   query of an order number that was never processed answers `TRADE_NOT_EXIST`. For a query
+//!   it reads `FAIL` `SYSTEM_ERROR` (try again).
 //! - `FAIL` with `UPSTREAM_UNREACHABLE` ([`engine::NOT_SENT_CODE`]): journaled, but no endpoint
 //!   could be reached, so Alipay never saw it: definitely not done.
 
@@ -37,6 +39,7 @@ use alipay::{
 };
 use ledger::{RefundStatus, TxnState, TxnStatus};
 
+use crate::admission::{self, Class, RateLimit, RateLimits, Refusal};
 use crate::engine::{self, decide, usize_f64, Answer, Engine};
 use crate::telemetry;
 use crate::tenants::{self, Caller, Tenants};
@@ -54,15 +57,61 @@ pub struct Gateway {
     tenants: Arc<Tenants>,
     engine: Arc<Engine>,
     encoding: Charset,
-    in_flight: AtomicUsize,
-    in_flight_max: usize,
-    per_caller: HashMap<String, AtomicUsize>,
+    in_flight: Lanes,
+    per_caller: HashMap<String, Lanes>,
+    rates: RateLimits,
+}
+
+/// One in-flight bound and its pay lane: every request counts in `all`, a pay also in `pays`.
+#[derive(Debug)]
+struct Lanes {
+    all: AtomicUsize,
+    all_max: usize,
+    pays: AtomicUsize,
+    pays_max: usize,
+}
+
+impl Lanes {
+    fn new(max: usize, pay_share_percent: u8) -> Lanes {
+        Lanes {
+            all: AtomicUsize::new(0),
+            all_max: max,
+            pays: AtomicUsize::new(0),
+            pays_max: admission::share_of(max, pay_share_percent),
+        }
+    }
+
+    /// Slots for a request of `class`, released on drop; None when its lane is full.
+    fn take(&self, class: Class) -> Option<LaneSlots<'_>> {
+        let pay = match class {
+            Class::Pay => Some(Slot::take(&self.pays, self.pays_max)?),
+            Class::Refund | Class::Finish => None,
+        };
+        let all = Slot::take(&self.all, self.all_max)?;
+        Some(LaneSlots {
+            _all: all,
+            _pay: pay,
+        })
+    }
+}
+
+/// What one request holds of one [`Lanes`].
+struct LaneSlots<'a> {
+    _all: Slot<'a>,
+    _pay: Option<Slot<'a>>,
+}
+
+/// What one request holds while it is processed: its slots in the gateway's lanes and in its
+/// caller's.
+struct Admitted<'a> {
+    _total: LaneSlots<'a>,
+    _own: Option<LaneSlots<'a>>,
 }
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway")
-            .field("in_flight", &self.in_flight.load(Ordering::Relaxed))
+            .field("in_flight", &self.in_flight.all.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -95,25 +144,44 @@ struct Rendered {
 }
 
 impl Gateway {
-    /// A gateway over the routing table and the engine.
+    /// A gateway over the routing table and the engine, at most `in_flight_max` requests in
+    /// flight; new pays get the default share of it and of each caller's bound
+    /// ([`Gateway::with_pay_share_percent`]); no caller is rate-limited
+    /// ([`Gateway::with_rate_limits`]).
     pub fn new(
         tenants: Arc<Tenants>,
         engine: Arc<Engine>,
         encoding: Charset,
         in_flight_max: usize,
     ) -> Gateway {
-        let per_caller = tenants
-            .callers()
-            .map(|c| (c.id.clone(), AtomicUsize::new(0)))
-            .collect();
+        let share = crate::config::DEFAULT_PAY_SHARE_PERCENT;
+        let per_caller = per_caller_lanes(&tenants, share);
         Gateway {
             tenants,
             engine,
             encoding,
-            in_flight: AtomicUsize::new(0),
-            in_flight_max,
+            in_flight: Lanes::new(in_flight_max, share),
             per_caller,
+            rates: RateLimits::default(),
         }
+    }
+
+    /// New pays may hold `percent` of the gateway's in-flight bound and of each caller's (the
+    /// engine's `limits.pay_share_percent`, so both bounds keep the same room for the work that
+    /// finishes transactions).
+    pub fn with_pay_share_percent(mut self, percent: u8) -> Gateway {
+        self.in_flight = Lanes::new(self.in_flight.all_max, percent);
+        self.per_caller = per_caller_lanes(&self.tenants, percent);
+        self
+    }
+
+    /// Limits the pays and refunds of these callers (by caller id) to their rates.
+    pub fn with_rate_limits(
+        mut self,
+        limits: impl IntoIterator<Item = (String, RateLimit)>,
+    ) -> Gateway {
+        self.rates = RateLimits::new(limits);
+        self
     }
 
     /// The `Content-Type` of the answers.
@@ -201,24 +269,16 @@ impl Gateway {
             Err(e) => return self.reject(e.gateway_code(), Some(&caller)),
         };
         let service = request.service();
+        let class = Class::of(service);
         let echo = form.echo();
-        let busy = || {
-            let answer = Answer::Busy(engine::Busy::InFlight);
-            self.render(service, &caller, &echo, &request, answer)
+        let refuse = |why: Refusal| self.refuse(why, service, &caller, &echo, &request);
+        let _admitted = match self.admit(class, &caller) {
+            Ok(a) => a,
+            Err(why) => return refuse(why),
         };
-        let Some(_total) = Slot::take(&self.in_flight, self.in_flight_max) else {
-            return busy();
-        };
-        let own = self.per_caller.get(&caller.id);
-        let _own = match own {
-            Some(counter) => match Slot::take(counter, caller.in_flight_max) {
-                Some(s) => Some(s),
-                None => return busy(),
-            },
-            None => None,
-        };
-        metrics::gauge!(telemetry::IN_FLIGHT)
-            .set(usize_f64(self.in_flight.load(Ordering::Relaxed)));
+        // Only pays and refunds spend a token, and only once they are about to reach the
+        // engine: a pay refused for its merchant does not spend one.
+        let over_rate = || class.is_rated() && !self.rates.admit(&caller.id);
         let answer = match &request {
             Request::Pay(req) => {
                 let seller = form.get("alipay_seller_id").unwrap_or_default();
@@ -234,6 +294,9 @@ impl Gateway {
                         return self.reject(GatewayErrorCode::IllegalArgument, Some(&caller));
                     }
                 };
+                if over_rate() {
+                    return refuse(Refusal::CallerRate);
+                }
                 let fp = engine::fingerprint(&form);
                 self.engine.pay(&caller, &route, req, ext, fp).await
             }
@@ -247,6 +310,9 @@ impl Gateway {
                 None => Answer::NotFound,
             },
             Request::Refund(req) => {
+                if over_rate() {
+                    return refuse(Refusal::CallerRate);
+                }
                 let fp = engine::fingerprint(&form);
                 self.engine.refund(&caller, req, fp).await
             }
@@ -267,6 +333,59 @@ impl Gateway {
         }
     }
 
+    /// Slots in the in-flight lanes for a request of `class` by `caller`.
+    fn admit(&self, class: Class, caller: &Caller) -> Result<Admitted<'_>, Refusal> {
+        let total = self.in_flight.take(class).ok_or(Refusal::GatewayInFlight)?;
+        let own = match self.per_caller.get(&caller.id) {
+            Some(lanes) => Some(lanes.take(class).ok_or(Refusal::CallerInFlight)?),
+            None => None,
+        };
+        metrics::gauge!(telemetry::IN_FLIGHT)
+            .set(usize_f64(self.in_flight.all.load(Ordering::Relaxed)));
+        Ok(Admitted {
+            _total: total,
+            _own: own,
+        })
+    }
+
+    /// The "not processed" answer for a request admission refused (nothing journaled, nothing
+    /// sent).
+    fn refuse(
+        &self,
+        why: Refusal,
+        service: Service,
+        caller: &Caller,
+        echo: &[(&str, &str)],
+        request: &Request<'_>,
+    ) -> Rendered {
+        let label = service_label(service);
+        metrics::counter!(telemetry::ADMISSION_REFUSALS, "service" => label, "reason" => why.as_str())
+            .increment(1);
+        match why {
+            // Policy, not a fault: the counter shows it, and a flood must not flood the log.
+            Refusal::CallerRate => tracing::debug!(
+                caller = %caller.id,
+                service = service.name(),
+                reason = why.as_str(),
+                "not processed"
+            ),
+            Refusal::GatewayInFlight | Refusal::CallerInFlight => tracing::warn!(
+                caller = %caller.id,
+                service = service.name(),
+                reason = why.as_str(),
+                "not processed"
+            ),
+        }
+        // Rendered as every Busy is; which Busy does not show in the answer.
+        self.render_body(
+            service,
+            caller,
+            echo,
+            request,
+            Answer::Busy(engine::Busy::InFlight),
+        )
+    }
+
     fn render(
         &self,
         service: Service,
@@ -276,8 +395,25 @@ impl Gateway {
         answer: Answer,
     ) -> Rendered {
         if let Answer::Busy(b) = &answer {
+            metrics::counter!(
+                telemetry::ADMISSION_REFUSALS,
+                "service" => service_label(service),
+                "reason" => b.as_str()
+            )
+            .increment(1);
             tracing::warn!(caller = %caller.id, service = service.name(), reason = b.as_str(), "not processed");
         }
+        self.render_body(service, caller, echo, request, answer)
+    }
+
+    fn render_body(
+        &self,
+        service: Service,
+        caller: &Caller,
+        echo: &[(&str, &str)],
+        request: &Request<'_>,
+        answer: Answer,
+    ) -> Rendered {
         let (result, body) = match request {
             Request::Pay(req) => {
                 let r = pay_response(req.partner_trans_id, answer);
@@ -302,6 +438,13 @@ impl Gateway {
             body,
         }
     }
+}
+
+fn per_caller_lanes(tenants: &Tenants, pay_share_percent: u8) -> HashMap<String, Lanes> {
+    tenants
+        .callers()
+        .map(|c| (c.id.clone(), Lanes::new(c.in_flight_max, pay_share_percent)))
+        .collect()
 }
 
 fn service_label(s: Service) -> &'static str {

@@ -10,10 +10,14 @@
 //! [`upstream`] knows Alipay's endpoints; the engine's decisions ([`engine::decide`]) are pure
 //! functions of state, event and time.
 
+pub mod admin;
+pub mod admission;
 pub mod app;
 pub mod config;
 pub mod engine;
 pub mod gateway;
+pub mod notify;
+pub mod resolver;
 pub mod server;
 pub mod telemetry;
 pub mod tenants;

@@ -37,6 +37,27 @@ pub const UPSTREAM_FAILOVERS: &str = "switch_upstream_failovers_total";
 pub const BREAKER_STATE: &str = "switch_upstream_breaker_state";
 /// Connections to an `endpoint` in use.
 pub const POOL_IN_USE: &str = "switch_upstream_pool_in_use";
+/// Merchant queries of unresolved transactions answered from the journal because someone asked
+/// upstream less than one query interval ago (or the resolver is cancelling).
+pub const QUERIES_FROM_JOURNAL: &str = "switch_queries_from_journal_total";
+/// Transactions the resolver is driving (scheduled or being worked on).
+pub const RESOLVER_TRACKED: &str = "switch_resolver_tracked";
+/// Resolver steps taken, by `step` (`query`, `cancel`, `refund`, `reverse`, `give_up`) and
+/// `result` (`done`, `busy`).
+pub const RESOLVER_STEPS: &str = "switch_resolver_steps_total";
+/// Alarm: transactions the resolver or the notifier gave up on (an exception was journaled).
+pub const RESOLVER_GAVE_UP: &str = "switch_resolver_gave_up_total";
+/// Transactions in the exceptions list at the last sweep of the pending table.
+pub const EXCEPTIONS: &str = "switch_exceptions";
+/// Transactions in the journal's pending table at the last sweep.
+pub const PENDING: &str = "switch_pending";
+/// Merchant notification tries, by `result` (`delivered`, `failed`).
+pub const NOTIFICATIONS: &str = "switch_notifications_total";
+/// Notifications the notifier holds in memory (each owed by one transaction).
+pub const NOTIFY_QUEUE: &str = "switch_notify_queue";
+/// Offers of an owed notification dropped because the notifier's memory was full (the next
+/// sweep of the pending table offers them again).
+pub const NOTIFY_OFFERS_DROPPED: &str = "switch_notify_offers_dropped_total";
 /// Connections accepted by the listeners and still open.
 pub const CONNECTIONS: &str = "switch_connections";
 /// Requests and connections refused by a transport limit, by `reason` (one of
@@ -70,6 +91,14 @@ pub const TRANSPORT_REJECT_REASONS: [&str; 8] = [
     REASON_BAD_METHOD,
     REASON_HANDLER_TIMEOUT,
 ];
+/// Requests answered "not processed" (`UNKNOWN` + `SYSTEM_BUSY`: nothing journaled, nothing
+/// sent), by `service` and `reason`: the gateway's own (`gateway_in_flight`,
+/// `caller_in_flight`, `caller_rate`, see `admission::Refusal`) or the engine's (`in_flight`,
+/// `duplicate`, `journal_queue`, `journal`, `upstream`, `build`, see `engine::Busy`).
+pub const ADMISSION_REFUSALS: &str = "switch_admission_refusals_total";
+/// The adaptive bound on calls in flight to an `endpoint` (between the account's
+/// `concurrency_min` and its `pool_size`; see `upstream::limiter`).
+pub const UPSTREAM_CONCURRENCY_LIMIT: &str = "switch_upstream_concurrency_limit";
 
 /// Histogram buckets of every latency (metric names ending `_seconds`), seconds: from well under
 /// a journal sync to past the longest configurable request deadline.

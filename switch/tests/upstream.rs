@@ -1,6 +1,6 @@
 //! The upstream client against the simulator, in-process, over real sockets and real TLS: what
 //! each transport fault comes to (answered, not sent, unknown), failover, the circuit breaker,
-//! keep-alive reuse and the pool bound.
+//! keep-alive reuse, the pool bound and the adaptive concurrency limit.
 //!
 //! No assertion is about time: deadlines are shown by the outcome they produce, and every call
 //! is wrapped in a generous outer timeout only so that a broken deadline fails instead of
@@ -20,7 +20,9 @@ use alipay::{
 use alipay_sim::client::HttpClient;
 use alipay_sim::{SimHandle, SimOptions, Simulator};
 use switch::tenants::{Account, EndpointSpec};
-use switch::upstream::{BreakerConfig, BreakerState, Call, Upstream, UpstreamOptions};
+use switch::upstream::{
+    BreakerConfig, BreakerState, Call, LimiterOptions, Upstream, UpstreamOptions,
+};
 
 const PARTNER: &str = "2088101122136241";
 /// Not the account's key: answers signed with the real one do not verify with it.
@@ -548,4 +550,88 @@ async fn the_pool_bounds_connections_in_use() {
         let _ = h.await;
     }
     assert_eq!(up.endpoints()[0].in_use, 0);
+}
+
+/// Sets the simulator's dials (any subset).
+async fn dials(sim: &SimHandle, dials: serde_json::Value) {
+    let admin = HttpClient::new(&sim.https_url(), Some(sim.cert_pem().as_bytes())).unwrap();
+    let (status, body) = admin
+        .send_json(hyper::Method::PUT, "/admin/dials", &dials)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn throttling_cuts_the_concurrency_limit_and_good_answers_raise_it_again() {
+    let sim = sim().await;
+    let mut spec = AccountSpec::new(&sim);
+    spec.pool_size = 16;
+    let options = UpstreamOptions {
+        limiter: LimiterOptions {
+            concurrency_min: 2,
+            backoff_percent: 50,
+        },
+        ..UpstreamOptions::default()
+    };
+    let up = Upstream::with_options(spec.account(), options).unwrap();
+    let limit = |up: &Upstream| up.endpoints()[0].concurrency_limit;
+    assert_eq!(limit(&up), 16);
+
+    // Alipay throttles every request: each 429 halves the limit, down to its floor.
+    dials(&sim, serde_json::json!({ "throttle_rate": 1.0 })).await;
+    let mut limits = Vec::new();
+    for i in 0..5 {
+        let (reason, throttled) = assert_unknown(&pay(&up, &format!("UP-AIMD-{i}"), NORMAL).await);
+        assert!(throttled, "{reason}");
+        limits.push(limit(&up));
+    }
+    assert_eq!(limits, [8, 4, 2, 2, 2]);
+    // The pool is still 16: the limit is what bounds the calls now.
+    assert_eq!(up.endpoints()[0].pool_size, 16);
+    dials(&sim, serde_json::json!({ "throttle_rate": 0.0 })).await;
+
+    // Two calls that hang hold the two slots; a third, with a deadline before theirs, waits
+    // for a slot and is not sent, though the pool has connections to spare.
+    let mut hanging = Vec::new();
+    for i in 0..2 {
+        let up = up.clone();
+        hanging.push(tokio::spawn(async move {
+            pay(&up, &format!("UP-AIMD-HANG-{i}"), HANG_NOT_CREATED).await
+        }));
+    }
+    tokio::time::timeout(OUTER, async {
+        while up.endpoints()[0].in_use < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("both hanging calls hold a slot");
+    let (query, body) = pay_form(up.account(), "UP-AIMD-WAIT", NORMAL);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
+    let call = up.call_until(Service::Pay, &query, body, deadline).await;
+    let reason = assert_not_sent(&call);
+    assert!(
+        reason.contains("concurrency limit 2 of pool_size 16"),
+        "{reason}"
+    );
+    assert_eq!(trades_of(&sim, "UP-AIMD-WAIT").await, 0);
+    for h in &hanging {
+        h.abort();
+    }
+    for h in hanging {
+        let _ = h.await;
+    }
+    assert_eq!(up.endpoints()[0].in_use, 0);
+
+    // Answers within the latency target raise the limit again, one step per limit's worth of
+    // them. The bound on calls is generous: two quick answers are enough.
+    assert_answered(&pay(&up, "UP-AIMD-OK", NORMAL).await, "primary", 1);
+    let mut calls = 0;
+    while limit(&up) <= 2 && calls < 50 {
+        let (query, body) = query_form(up.account(), "UP-AIMD-OK");
+        assert_answered(&up.call(Service::Query, &query, body).await, "primary", 1);
+        calls += 1;
+    }
+    assert_eq!(limit(&up), 3, "after {calls} answered queries");
 }

@@ -486,6 +486,11 @@ fn describe(body: &EventBody) -> String {
         EventBody::OperatorAction { who, why, action } => {
             format!("OperatorAction by {who}: {action} ({why})")
         }
+        EventBody::NotifyDue { refund } => match refund {
+            Some(r) => format!("NotifyDue refund {}", r.partner_refund_id),
+            None => "NotifyDue".to_owned(),
+        },
+        EventBody::Exception { reason } => format!("Exception: {reason}"),
     }
 }
 

@@ -98,6 +98,12 @@ pub fn every_body(txn: &TxnKey) -> Vec<EventBody> {
             why: "ticket 42".into(),
             action: "marked reviewed".into(),
         },
+        EventBody::NotifyDue {
+            refund: Some(RefundKey::new(&txn.merchant, "r1")),
+        },
+        EventBody::Exception {
+            reason: "cancel undecided after 20 attempts".into(),
+        },
     ]
 }
 

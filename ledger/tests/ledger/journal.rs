@@ -234,7 +234,7 @@ fn another_format_is_incompatible() {
             err,
             Error::Incompatible {
                 found: 99,
-                supported: 1
+                supported: ledger::JOURNAL_FORMAT
             }
         ),
         "{err}"

@@ -201,3 +201,119 @@ fn oversized_fields_and_times_are_rejected() {
     ev.at_ms = -1;
     assert_eq!(s.apply(&ev), Err(Rejected::TimeOutOfRange { at_ms: -1 }));
 }
+
+#[test]
+fn an_owed_notification_keeps_a_final_transaction_pending_until_delivered() {
+    use ledger::NotifyResult;
+    let mut s = paid(500);
+    assert!(!s.is_pending());
+    apply(&mut s, EventBody::NotifyDue { refund: None }).unwrap();
+    let due = s.notify.due.clone().unwrap();
+    assert_eq!((due.seq, due.attempts, due.refund), (s.last_seq, 0, None));
+    assert!(s.is_pending(), "an owed notification is work left");
+    let failed = EventBody::NotifyAttempt {
+        attempt: 1,
+        url: "http://m/n".into(),
+        result: NotifyResult::Failed("HTTP 500".into()),
+    };
+    apply(&mut s, failed).unwrap();
+    assert_eq!(s.notify.due.as_ref().map(|d| d.attempts), Some(1));
+    assert!(s.is_pending());
+    let delivered = EventBody::NotifyAttempt {
+        attempt: 2,
+        url: "http://m/n".into(),
+        result: NotifyResult::Delivered,
+    };
+    apply(&mut s, delivered).unwrap();
+    assert!(s.notify.delivered && s.notify.due.is_none());
+    assert!(!s.is_pending());
+}
+
+#[test]
+fn a_refund_notification_names_a_refund_of_this_transaction() {
+    let mut s = paid(500);
+    let other = ledger::RefundKey::new("m", "nope");
+    assert_eq!(
+        apply(
+            &mut s,
+            EventBody::NotifyDue {
+                refund: Some(other)
+            }
+        ),
+        Err(Rejected::UnknownRefund)
+    );
+    let foreign = ledger::RefundKey::new("x", "r1");
+    apply(&mut s, refund_intent("m", "r1", 100, 1)).unwrap();
+    assert_eq!(
+        apply(
+            &mut s,
+            EventBody::NotifyDue {
+                refund: Some(foreign)
+            }
+        ),
+        Err(Rejected::RefundMerchantMismatch)
+    );
+    let mine = ledger::RefundKey::new("m", "r1");
+    apply(&mut s, EventBody::NotifyDue { refund: Some(mine) }).unwrap();
+    assert_eq!(s.notify.due.unwrap().refund.as_deref(), Some("r1"));
+}
+
+#[test]
+fn an_exception_stays_until_an_operator_acts() {
+    let k = key();
+    let mut s = TxnState::replay(&sealed(
+        &k,
+        1,
+        vec![pay_received(&k, 100), pay_outcome(Outcome::Unknown, None)],
+    ))
+    .unwrap();
+    apply(
+        &mut s,
+        EventBody::Exception {
+            reason: "cancel gave no definite answer after 20 attempts".into(),
+        },
+    )
+    .unwrap();
+    assert!(s.exception.is_some() && s.is_pending());
+    let op = EventBody::OperatorAction {
+        who: "alice".into(),
+        why: "ticket 7".into(),
+        action: "resolve".into(),
+    };
+    apply(&mut s, op).unwrap();
+    assert!(
+        s.exception.is_none(),
+        "the operator's action re-arms the resolver"
+    );
+    assert_eq!(s.operator_actions, 1);
+}
+
+#[test]
+fn a_cancel_of_a_paid_trade_without_a_definite_answer_keeps_it_pending() {
+    let mut s = paid(500);
+    apply(&mut s, EventBody::CancelAttempt { attempt: 1 }).unwrap();
+    assert!(s.is_pending(), "sent, no answer journaled: in flight");
+    let retry = EventBody::CancelResult {
+        result: Outcome::Fail,
+        action: None,
+        retry: true,
+        error_code: Some("SYSTEM_ERROR".into()),
+    };
+    apply(&mut s, retry).unwrap();
+    assert!(s.is_pending(), "retry_flag=Y: must be sent again");
+    apply(&mut s, EventBody::CancelAttempt { attempt: 2 }).unwrap();
+    let refused = EventBody::CancelResult {
+        result: Outcome::Fail,
+        action: None,
+        retry: false,
+        error_code: Some("REASON_TRADE_CANCEL_EXPIRED".into()),
+    };
+    apply(&mut s, refused).unwrap();
+    assert!(!s.is_pending(), "a definite refusal leaves the trade paid");
+    apply(&mut s, EventBody::CancelAttempt { attempt: 3 }).unwrap();
+    assert_eq!(
+        s.cancel.last_result, None,
+        "a new attempt has no answer yet"
+    );
+    assert!(s.is_pending());
+}

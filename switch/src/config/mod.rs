@@ -41,8 +41,11 @@ pub use self::raw::{
     DEFAULT_CANCEL_ATTEMPTS_MAX, DEFAULT_CANCEL_GRACE_AFTER_MIDNIGHT_MS, DEFAULT_CANCEL_RETRY_MS,
     DEFAULT_CONNECTIONS_MAX, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_ENGINE_IN_FLIGHT_MAX,
     DEFAULT_FIRST_QUERY_AFTER_MS, DEFAULT_GATEWAY_IN_FLIGHT_MAX,
-    DEFAULT_GATEWAY_REQUEST_TIMEOUT_MS, DEFAULT_HEADER_READ_TIMEOUT_MS, DEFAULT_POOL_SIZE,
-    DEFAULT_QUERY_INTERVAL_MS, DEFAULT_QUERY_WINDOW_MS, DEFAULT_SIMULATOR_LISTEN,
+    DEFAULT_GATEWAY_REQUEST_TIMEOUT_MS, DEFAULT_HEADER_READ_TIMEOUT_MS, DEFAULT_NOTIFY_CONCURRENCY,
+    DEFAULT_NOTIFY_PER_MERCHANT, DEFAULT_NOTIFY_QUEUE_MAX, DEFAULT_NOTIFY_RETRY_MS,
+    DEFAULT_NOTIFY_TIMEOUT_MS, DEFAULT_PAY_SHARE_PERCENT, DEFAULT_POOL_SIZE,
+    DEFAULT_QUERY_INTERVAL_MS, DEFAULT_QUERY_WINDOW_MS, DEFAULT_REFUND_ATTEMPTS_MAX,
+    DEFAULT_RESOLVER_CONCURRENCY, DEFAULT_SIMULATOR_LISTEN, DEFAULT_SWEEP_INTERVAL_MS,
     DEFAULT_UPSTREAM_REQUEST_TIMEOUT_MS, DURATION_MS_LIMIT, ENDPOINTS_MAX, ENGINE_IN_FLIGHT_LIMIT,
     POOL_SIZE_LIMIT,
 };
@@ -176,6 +179,8 @@ pub struct Config {
     pub callers: Vec<CallerSection>,
     /// `[resolver]`.
     pub resolver: ResolverSection,
+    /// `[notify]`.
+    pub notify: NotifySection,
     /// `[limits]`.
     pub limits: Limits,
     /// `[simulator]`, if present.
@@ -202,6 +207,9 @@ pub struct Listen {
     /// `/metrics`, `/healthz`, `/readyz`; when absent they are served on the `http` listener, or
     /// on `https` when there is no `http`.
     pub admin: Option<SocketAddr>,
+    /// The operators' admin API (transaction lookup, pending and exceptions lists, resolve
+    /// now, cancel); absent: not served. Bind it to loopback or a management network only.
+    pub admin_api: Option<SocketAddr>,
     /// PEM certificate chain for `https`; absent: a self-signed certificate for `localhost`,
     /// `127.0.0.1` and `::1` is made at start.
     pub tls_cert: Option<PathBuf>,
@@ -334,6 +342,28 @@ pub struct ResolverSection {
     /// A cancel of the previous Beijing day's trade is accepted this long after midnight; later,
     /// the resolver refunds instead.
     pub cancel_grace_after_midnight: Duration,
+    /// Most resends of one refund whose outcome is unknown; then it is left to an operator.
+    pub refund_attempts_max: u32,
+    /// Upstream calls the resolver makes at once.
+    pub concurrency: usize,
+    /// How often the whole pending table is read again, to pick up anything not scheduled.
+    pub sweep_interval: Duration,
+}
+
+/// `[notify]`: asynchronous result notifications to merchants' `notify_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifySection {
+    /// Delays before each resend; a notification is tried `retry.len() + 1` times, then left
+    /// to an operator (exception).
+    pub retry: Vec<Duration>,
+    /// Deadline of one POST (connect, send, answer).
+    pub timeout: Duration,
+    /// POSTs in flight at once, over all merchants.
+    pub concurrency: usize,
+    /// POSTs in flight at once to one caller's endpoint.
+    pub per_merchant: usize,
+    /// Notifications queued in memory; beyond it they wait in the journal for the next sweep.
+    pub queue_max: usize,
 }
 
 /// `[limits]`: process-wide bounds.
@@ -341,6 +371,9 @@ pub struct ResolverSection {
 pub struct Limits {
     /// Transactions the engine tracks in memory at once (in flight and being resolved).
     pub engine_in_flight_max: usize,
+    /// The share of `engine_in_flight_max` new pays may take, percent; the rest is kept for
+    /// queries, cancels, refunds and the resolver, so an overload of pays never starves them.
+    pub pay_share_percent: u8,
 }
 
 /// `[simulator]`: the bundled Alipay simulator, run in-process.

@@ -43,6 +43,27 @@ pub const DEFAULT_CANCEL_RETRY_MS: [u64; 5] = [1_000, 2_000, 5_000, 10_000, 30_0
 pub const DEFAULT_CANCEL_ATTEMPTS_MAX: u32 = 20;
 /// Default `resolver.cancel_grace_after_midnight_ms` (Alipay: 15 minutes, spec §5.3).
 pub const DEFAULT_CANCEL_GRACE_AFTER_MIDNIGHT_MS: u64 = 15 * 60 * 1000;
+/// Default `resolver.refund_attempts_max`.
+pub const DEFAULT_REFUND_ATTEMPTS_MAX: u32 = 20;
+/// Default `resolver.concurrency`.
+pub const DEFAULT_RESOLVER_CONCURRENCY: usize = 64;
+/// Default `resolver.sweep_interval_ms`.
+pub const DEFAULT_SWEEP_INTERVAL_MS: u64 = 60_000;
+/// Default `notify.retry_ms`: Alipay's own ladder, roughly (spec §7), after a first quicker
+/// retry or two.
+pub const DEFAULT_NOTIFY_RETRY_MS: [u64; 9] = [
+    15_000, 60_000, 120_000, 600_000, 600_000, 3_600_000, 7_200_000, 21_600_000, 54_000_000,
+];
+/// Default `notify.timeout_ms`.
+pub const DEFAULT_NOTIFY_TIMEOUT_MS: u64 = 5_000;
+/// Default `notify.concurrency`.
+pub const DEFAULT_NOTIFY_CONCURRENCY: usize = 64;
+/// Default `notify.per_merchant`.
+pub const DEFAULT_NOTIFY_PER_MERCHANT: usize = 2;
+/// Default `notify.queue_max`.
+pub const DEFAULT_NOTIFY_QUEUE_MAX: usize = 10_000;
+/// Default `limits.pay_share_percent`.
+pub const DEFAULT_PAY_SHARE_PERCENT: u8 = 75;
 /// Default `limits.engine_in_flight_max`: transactions the engine tracks at once.
 pub const DEFAULT_ENGINE_IN_FLIGHT_MAX: usize = 65_536;
 /// Largest accepted `limits.engine_in_flight_max`.
@@ -69,6 +90,7 @@ pub const SECTIONS: &[&str] = &[
     "merchants",
     "callers",
     "resolver",
+    "notify",
     "limits",
     "simulator",
 ];
@@ -85,6 +107,7 @@ pub struct RawListen {
     pub https: Option<String>,
     pub http: Option<String>,
     pub admin: Option<String>,
+    pub admin_api: Option<String>,
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
     pub cert_out: Option<String>,
@@ -290,6 +313,12 @@ pub struct RawResolver {
     pub cancel_attempts_max: u32,
     #[serde(default = "d_cancel_grace_after_midnight_ms")]
     pub cancel_grace_after_midnight_ms: u64,
+    #[serde(default = "d_refund_attempts_max")]
+    pub refund_attempts_max: u32,
+    #[serde(default = "d_resolver_concurrency")]
+    pub concurrency: usize,
+    #[serde(default = "d_sweep_interval_ms")]
+    pub sweep_interval_ms: u64,
 }
 
 impl Default for RawResolver {
@@ -301,8 +330,64 @@ impl Default for RawResolver {
             cancel_retry_ms: d_cancel_retry_ms(),
             cancel_attempts_max: DEFAULT_CANCEL_ATTEMPTS_MAX,
             cancel_grace_after_midnight_ms: DEFAULT_CANCEL_GRACE_AFTER_MIDNIGHT_MS,
+            refund_attempts_max: DEFAULT_REFUND_ATTEMPTS_MAX,
+            concurrency: DEFAULT_RESOLVER_CONCURRENCY,
+            sweep_interval_ms: DEFAULT_SWEEP_INTERVAL_MS,
         }
     }
+}
+
+fn d_refund_attempts_max() -> u32 {
+    DEFAULT_REFUND_ATTEMPTS_MAX
+}
+fn d_resolver_concurrency() -> usize {
+    DEFAULT_RESOLVER_CONCURRENCY
+}
+fn d_sweep_interval_ms() -> u64 {
+    DEFAULT_SWEEP_INTERVAL_MS
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    #[serde(default = "d_notify_retry_ms")]
+    pub retry_ms: Vec<u64>,
+    #[serde(default = "d_notify_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "d_notify_concurrency")]
+    pub concurrency: usize,
+    #[serde(default = "d_notify_per_merchant")]
+    pub per_merchant: usize,
+    #[serde(default = "d_notify_queue_max")]
+    pub queue_max: usize,
+}
+
+impl Default for RawNotify {
+    fn default() -> Self {
+        RawNotify {
+            retry_ms: d_notify_retry_ms(),
+            timeout_ms: DEFAULT_NOTIFY_TIMEOUT_MS,
+            concurrency: DEFAULT_NOTIFY_CONCURRENCY,
+            per_merchant: DEFAULT_NOTIFY_PER_MERCHANT,
+            queue_max: DEFAULT_NOTIFY_QUEUE_MAX,
+        }
+    }
+}
+
+fn d_notify_retry_ms() -> Vec<u64> {
+    DEFAULT_NOTIFY_RETRY_MS.to_vec()
+}
+fn d_notify_timeout_ms() -> u64 {
+    DEFAULT_NOTIFY_TIMEOUT_MS
+}
+fn d_notify_concurrency() -> usize {
+    DEFAULT_NOTIFY_CONCURRENCY
+}
+fn d_notify_per_merchant() -> usize {
+    DEFAULT_NOTIFY_PER_MERCHANT
+}
+fn d_notify_queue_max() -> usize {
+    DEFAULT_NOTIFY_QUEUE_MAX
 }
 
 fn d_first_query_after_ms() -> u64 {
@@ -329,14 +414,21 @@ fn d_cancel_grace_after_midnight_ms() -> u64 {
 pub struct RawLimits {
     #[serde(default = "d_engine_in_flight_max")]
     pub engine_in_flight_max: usize,
+    #[serde(default = "d_pay_share_percent")]
+    pub pay_share_percent: u8,
 }
 
 impl Default for RawLimits {
     fn default() -> Self {
         RawLimits {
             engine_in_flight_max: DEFAULT_ENGINE_IN_FLIGHT_MAX,
+            pay_share_percent: DEFAULT_PAY_SHARE_PERCENT,
         }
     }
+}
+
+fn d_pay_share_percent() -> u8 {
+    DEFAULT_PAY_SHARE_PERCENT
 }
 
 fn d_engine_in_flight_max() -> usize {

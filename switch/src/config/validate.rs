@@ -20,7 +20,7 @@ use super::raw::*;
 use super::records;
 use super::{
     resolve, Config, ConfigErrors, Errors, GatewaySection, JournalSection, Limits, Listen, Node,
-    ResolverSection, SimulatorSection, WalRecovery,
+    NotifySection, ResolverSection, SimulatorSection, WalRecovery,
 };
 
 /// Most characters of `node.id`.
@@ -56,6 +56,9 @@ pub(super) fn config(
     let resolver = ctx
         .section::<RawResolver>("resolver", false, &mut e)
         .map(|r| resolver(&r, &mut e));
+    let notify = ctx
+        .section::<RawNotify>("notify", false, &mut e)
+        .map(|r| notify(&r, &mut e));
     let limits = ctx
         .section::<RawLimits>("limits", false, &mut e)
         .map(|r| limits(&r, &mut e));
@@ -74,9 +77,12 @@ pub(super) fn config(
         Some(journal),
         Some(gateway),
         Some(resolver),
+        Some(notify),
         Some(limits),
         Some(simulator),
-    ) = (node, listen, journal, gateway, resolver, limits, simulator)
+    ) = (
+        node, listen, journal, gateway, resolver, notify, limits, simulator,
+    )
     else {
         return Err(e.into_result(()).err().unwrap_or(ConfigErrors(Vec::new())));
     };
@@ -91,6 +97,7 @@ pub(super) fn config(
         merchants,
         callers,
         resolver,
+        notify,
         limits,
         simulator,
         locator: locator.clone(),
@@ -225,6 +232,7 @@ fn listen(ctx: &Ctx<'_>, r: &RawListen, e: &mut Errors<'_>) -> Listen {
         https: opt_addr(e, "listen.https", r.https.as_ref()),
         http: opt_addr(e, "listen.http", r.http.as_ref()),
         admin: opt_addr(e, "listen.admin", r.admin.as_ref()),
+        admin_api: opt_addr(e, "listen.admin_api", r.admin_api.as_ref()),
         tls_cert: path(e, "listen.tls_cert", &r.tls_cert),
         tls_key: path(e, "listen.tls_key", &r.tls_key),
         cert_out: path(e, "listen.cert_out", &r.cert_out),
@@ -441,6 +449,19 @@ fn resolver(r: &RawResolver, e: &mut Errors<'_>) -> ResolverSection {
     }
     let grace_key = "resolver.cancel_grace_after_midnight_ms";
     let grace = ms(e, grace_key, r.cancel_grace_after_midnight_ms);
+    if r.refund_attempts_max == 0 {
+        e.push("resolver.refund_attempts_max", "must be at least 1");
+    }
+    if !(1..=CONCURRENCY_LIMIT).contains(&r.concurrency) {
+        e.push(
+            "resolver.concurrency",
+            format!("must be 1 to {CONCURRENCY_LIMIT}"),
+        );
+    }
+    let sweep_interval = ms(e, "resolver.sweep_interval_ms", r.sweep_interval_ms);
+    if r.sweep_interval_ms == 0 {
+        e.push("resolver.sweep_interval_ms", "must be at least 1");
+    }
     ResolverSection {
         first_query_after,
         query_interval,
@@ -448,6 +469,45 @@ fn resolver(r: &RawResolver, e: &mut Errors<'_>) -> ResolverSection {
         cancel_retry,
         cancel_attempts_max: r.cancel_attempts_max,
         cancel_grace_after_midnight: grace,
+        refund_attempts_max: r.refund_attempts_max,
+        concurrency: r.concurrency,
+        sweep_interval,
+    }
+}
+
+/// The most a concurrency setting may be.
+const CONCURRENCY_LIMIT: usize = 65_536;
+
+fn notify(r: &RawNotify, e: &mut Errors<'_>) -> NotifySection {
+    let mut retry = Vec::new();
+    for (i, v) in r.retry_ms.iter().enumerate() {
+        retry.push(ms(e, &format!("notify.retry_ms[{i}]"), *v));
+    }
+    if r.retry_ms.windows(2).any(|w| w[1] < w[0]) {
+        e.push("notify.retry_ms", "must not decrease (a backoff ladder)");
+    }
+    if r.timeout_ms == 0 {
+        e.push("notify.timeout_ms", "must be at least 1");
+    }
+    let timeout = ms(e, "notify.timeout_ms", r.timeout_ms);
+    for (key, v) in [
+        ("notify.concurrency", r.concurrency),
+        ("notify.per_merchant", r.per_merchant),
+        ("notify.queue_max", r.queue_max),
+    ] {
+        if !(1..=CONCURRENCY_LIMIT).contains(&v) {
+            e.push(key, format!("must be 1 to {CONCURRENCY_LIMIT}"));
+        }
+    }
+    if r.per_merchant > r.concurrency {
+        e.push("notify.per_merchant", "must be at most notify.concurrency");
+    }
+    NotifySection {
+        retry,
+        timeout,
+        concurrency: r.concurrency,
+        per_merchant: r.per_merchant,
+        queue_max: r.queue_max,
     }
 }
 
@@ -456,8 +516,12 @@ fn limits(r: &RawLimits, e: &mut Errors<'_>) -> Limits {
         let message = format!("must be 1 to {ENGINE_IN_FLIGHT_LIMIT}");
         e.push("limits.engine_in_flight_max", message);
     }
+    if !(1..=100).contains(&r.pay_share_percent) {
+        e.push("limits.pay_share_percent", "must be 1 to 100");
+    }
     Limits {
         engine_in_flight_max: r.engine_in_flight_max,
+        pay_share_percent: r.pay_share_percent,
     }
 }
 

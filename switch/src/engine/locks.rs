@@ -9,6 +9,11 @@
 //! The table holds an entry only while someone holds or awaits its lock, and at most `max`
 //! entries: a request for a new key beyond that is refused at once ([`Full`]), before anything
 //! is journaled.
+//!
+//! Admission has lanes ([`Lane`]): a new pay may claim a key only while the table is below its
+//! pay share; the rest is kept for the work that finishes transactions (the resolver's cancels
+//! and queries, merchants' queries, cancels and refunds), which an overload of new pays can
+//! therefore never starve.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +31,16 @@ pub enum Refused {
     Timeout,
 }
 
+/// What a claim is for: the admission lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// A new pay: admitted only below the pay share of the table.
+    Pay,
+    /// Everything that finishes or reads a transaction: queries, cancels, refunds, the
+    /// resolver. Admitted up to the whole table.
+    Finish,
+}
+
 /// One key's lock and how many requests hold or await it.
 #[derive(Debug)]
 struct Slot {
@@ -38,6 +53,7 @@ struct Slot {
 pub struct Locks {
     map: DashMap<TxnKey, Slot>,
     max: usize,
+    pay_max: usize,
 }
 
 /// A claim on a key: counted from before the wait, so a request cancelled while waiting (its
@@ -53,11 +69,14 @@ pub struct Held<'l> {
 }
 
 impl Locks {
-    /// A table of at most `max` keys.
-    pub fn new(max: usize) -> Locks {
+    /// A table of at most `max` keys, of which new pays may claim `pay_share_percent`.
+    pub fn new(max: usize, pay_share_percent: u8) -> Locks {
+        let max = max.max(1);
+        let share = usize::from(pay_share_percent.min(100));
         Locks {
             map: DashMap::new(),
-            max: max.max(1),
+            max,
+            pay_max: (max.saturating_mul(share) / 100).max(1),
         }
     }
 
@@ -74,8 +93,17 @@ impl Locks {
     /// Waits at most `wait` for `key`'s lock. Refuses at once when the key is new and the table
     /// is full (the bound is checked before the insert, so concurrent first claims may pass it
     /// by a few).
-    pub async fn lock(&self, key: &TxnKey, wait: Duration) -> Result<Held<'_>, Refused> {
-        if !self.map.contains_key(key) && self.map.len() >= self.max {
+    pub async fn lock(
+        &self,
+        key: &TxnKey,
+        wait: Duration,
+        lane: Lane,
+    ) -> Result<Held<'_>, Refused> {
+        let bound = match lane {
+            Lane::Pay => self.pay_max,
+            Lane::Finish => self.max,
+        };
+        if !self.map.contains_key(key) && self.map.len() >= bound {
             return Err(Refused::Full);
         }
         let mutex = {
@@ -132,9 +160,9 @@ mod tests {
 
     #[tokio::test]
     async fn entries_go_away_when_released() {
-        let locks = Locks::new(4);
+        let locks = Locks::new(4, 100);
         {
-            let _a = locks.lock(&key(1), W).await.unwrap();
+            let _a = locks.lock(&key(1), W, Lane::Finish).await.unwrap();
             assert_eq!(locks.len(), 1);
         }
         assert!(locks.is_empty());
@@ -142,20 +170,23 @@ mod tests {
 
     #[tokio::test]
     async fn a_new_key_beyond_the_bound_is_refused() {
-        let locks = Locks::new(2);
-        let _a = locks.lock(&key(1), W).await.unwrap();
-        let _b = locks.lock(&key(2), W).await.unwrap();
-        assert_eq!(locks.lock(&key(3), W).await.unwrap_err(), Refused::Full);
+        let locks = Locks::new(2, 100);
+        let _a = locks.lock(&key(1), W, Lane::Finish).await.unwrap();
+        let _b = locks.lock(&key(2), W, Lane::Finish).await.unwrap();
+        assert_eq!(
+            locks.lock(&key(3), W, Lane::Finish).await.unwrap_err(),
+            Refused::Full
+        );
     }
 
     #[tokio::test]
     async fn a_duplicate_waits_for_the_holder() {
-        let locks = Arc::new(Locks::new(4));
-        let first = locks.lock(&key(1), W).await.unwrap();
+        let locks = Arc::new(Locks::new(4, 100));
+        let first = locks.lock(&key(1), W, Lane::Finish).await.unwrap();
         assert!(!first.waited);
         let l2 = Arc::clone(&locks);
         let waiter = tokio::spawn(async move {
-            let held = l2.lock(&key(1), W).await.unwrap();
+            let held = l2.lock(&key(1), W, Lane::Finish).await.unwrap();
             held.waited
         });
         tokio::task::yield_now().await;
@@ -167,9 +198,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_wait_past_its_limit_is_refused_and_leaves_nothing_behind() {
-        let locks = Locks::new(4);
-        let first = locks.lock(&key(1), W).await.unwrap();
-        let second = locks.lock(&key(1), Duration::from_millis(10)).await;
+        let locks = Locks::new(4, 100);
+        let first = locks.lock(&key(1), W, Lane::Finish).await.unwrap();
+        let second = locks
+            .lock(&key(1), Duration::from_millis(10), Lane::Finish)
+            .await;
         assert_eq!(second.unwrap_err(), Refused::Timeout);
         drop(first);
         assert!(locks.is_empty());
@@ -177,11 +210,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiter_cancelled_while_waiting_leaves_nothing_behind() {
-        let locks = Arc::new(Locks::new(4));
-        let first = locks.lock(&key(1), W).await.unwrap();
+        let locks = Arc::new(Locks::new(4, 100));
+        let first = locks.lock(&key(1), W, Lane::Finish).await.unwrap();
         let l2 = Arc::clone(&locks);
         let waiter = tokio::spawn(async move {
-            let _ = l2.lock(&key(1), W).await;
+            let _ = l2.lock(&key(1), W, Lane::Finish).await;
         });
         tokio::task::yield_now().await;
         waiter.abort();
@@ -190,6 +223,24 @@ mod tests {
         assert!(
             locks.is_empty(),
             "the cancelled waiter's claim was given back"
+        );
+    }
+
+    #[tokio::test]
+    async fn new_pays_are_refused_at_their_share_while_other_work_goes_on() {
+        let locks = Locks::new(4, 50);
+        let _a = locks.lock(&key(1), W, Lane::Pay).await.unwrap();
+        let _b = locks.lock(&key(2), W, Lane::Pay).await.unwrap();
+        assert_eq!(
+            locks.lock(&key(3), W, Lane::Pay).await.unwrap_err(),
+            Refused::Full,
+            "pays hold their share"
+        );
+        let _c = locks.lock(&key(3), W, Lane::Finish).await.unwrap();
+        let _d = locks.lock(&key(4), W, Lane::Finish).await.unwrap();
+        assert_eq!(
+            locks.lock(&key(5), W, Lane::Finish).await.unwrap_err(),
+            Refused::Full
         );
     }
 }

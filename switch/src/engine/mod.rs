@@ -22,9 +22,10 @@
 
 pub mod decide;
 pub mod locks;
+mod resolve;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use alipay::xml::{read_response, DEFAULT_RESPONSE_BYTES_MAX};
@@ -39,10 +40,15 @@ use crate::telemetry;
 use crate::tenants::{Account, Caller, Route, Tenants};
 use crate::upstream::{Call, Upstream};
 use decide::{PayStep, RefundStep};
-use locks::Locks;
+use locks::{Lane, Locks};
+pub use resolve::{Acted, RefundSend};
 
 /// Reads the clock, in UTC milliseconds: the only time source of the engine.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// Told about every transaction an answer leaves pending (the resolver's intake). It must not
+/// block.
+pub type Tracker = Arc<dyn Fn(&TxnKey) + Send + Sync>;
 
 /// Why a request was not processed. Nothing was journaled and nothing sent: the caller may
 /// retry with the same parameters.
@@ -101,6 +107,12 @@ pub struct EngineLimits {
     pub in_flight_max: usize,
     /// Longest wait for another request on the same transaction.
     pub lock_wait: Duration,
+    /// The share of `in_flight_max` new pays may take (percent); the rest is kept for the
+    /// work that finishes transactions.
+    pub pay_share_percent: u8,
+    /// A merchant's query of an unresolved transaction asks upstream only when nobody did for
+    /// this long (the resolver's query interval); otherwise it is answered from the journal.
+    pub query_fresh: Duration,
 }
 
 /// The engine.
@@ -112,6 +124,10 @@ pub struct Engine {
     lock_wait: Duration,
     node: String,
     clock: Clock,
+    /// When each recently queried transaction was last asked upstream.
+    queried: Mutex<HashMap<TxnKey, tokio::time::Instant>>,
+    query_fresh: Duration,
+    tracker: OnceLock<Tracker>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -186,11 +202,66 @@ impl Engine {
             journal,
             tenants,
             upstreams,
-            locks: Locks::new(limits.in_flight_max),
+            locks: Locks::new(limits.in_flight_max, limits.pay_share_percent),
             lock_wait: limits.lock_wait,
             node,
             clock,
+            queried: Mutex::new(HashMap::new()),
+            query_fresh: limits.query_fresh,
+            tracker: OnceLock::new(),
         }
+    }
+
+    /// Installs the resolver's intake (once; later calls are ignored).
+    pub fn set_tracker(&self, tracker: Tracker) {
+        let _ = self.tracker.set(tracker);
+    }
+
+    /// Hands a transaction left pending to the resolver.
+    fn track(&self, key: &TxnKey, state: &TxnState) {
+        if state.is_pending() {
+            if let Some(t) = self.tracker.get() {
+                t(key);
+            }
+        }
+    }
+
+    /// The tenants.
+    pub fn tenants(&self) -> &Arc<Tenants> {
+        &self.tenants
+    }
+
+    /// The node id (prefix of upstream ids).
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The engine's clock, UTC milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        self.now()
+    }
+
+    /// True when someone asked upstream about `key` less than the freshness interval ago.
+    fn queried_recently(&self, key: &TxnKey) -> bool {
+        let map = self
+            .queried
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(key).is_some_and(|t| t.elapsed() < self.query_fresh)
+    }
+
+    /// Notes an upstream query of `key`; forgets the stale entries when the map grows, so it
+    /// holds about one interval's worth of queried transactions.
+    fn note_queried(&self, key: &TxnKey) {
+        let mut map = self
+            .queried
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= QUERIED_PRUNE_AT {
+            let fresh = self.query_fresh;
+            map.retain(|_, t| t.elapsed() < fresh);
+        }
+        map.insert(key.clone(), tokio::time::Instant::now());
     }
 
     /// The journal.
@@ -207,10 +278,10 @@ impl Engine {
         (self.clock)()
     }
 
-    async fn lock(&self, key: &TxnKey) -> Result<locks::Held<'_>, Busy> {
+    async fn lock(&self, key: &TxnKey, lane: Lane) -> Result<locks::Held<'_>, Busy> {
         let held = self
             .locks
-            .lock(key, self.lock_wait)
+            .lock(key, self.lock_wait, lane)
             .await
             .map_err(|r| match r {
                 locks::Refused::Full => Busy::InFlight,
@@ -286,7 +357,7 @@ impl Engine {
             Ok(None) => return Err(Answer::NotFound),
             Err(b) => return Err(Answer::Busy(b)),
         };
-        let held = self.lock(&key).await.map_err(Answer::Busy)?;
+        let held = self.lock(&key, Lane::Finish).await.map_err(Answer::Busy)?;
         match self.read(&key) {
             Ok(Some(s)) => Ok((held, key, s)),
             Ok(None) => Err(Answer::NotFound),
@@ -319,7 +390,7 @@ impl Engine {
         fingerprint: Hash,
     ) -> Answer {
         let key = TxnKey::new(caller.id.as_str(), req.partner_trans_id);
-        let _held = match self.lock(&key).await {
+        let _held = match self.lock(&key, Lane::Pay).await {
             Ok(h) => h,
             Err(b) => return Answer::Busy(b),
         };
@@ -455,7 +526,10 @@ impl Engine {
         let now = self.now();
         let drafts = events.into_iter().map(|b| Draft::new(now, b)).collect();
         match self.outcome(key, drafts).await {
-            Ok(a) => Answer::State(Box::new(a.state)),
+            Ok(a) => {
+                self.track(key, &a.state);
+                Answer::State(Box::new(a.state))
+            }
             Err(e) => {
                 // The call happened but its outcome is not journaled: unknown to the merchant,
                 // whatever an earlier state says.
@@ -480,7 +554,10 @@ impl Engine {
     }
 
     /// A query: final states from the journal; otherwise one upstream query (under the
-    /// transaction's lock, so concurrent pollers share it), journaled.
+    /// transaction's lock, so concurrent pollers share it), journaled. A transaction asked
+    /// about upstream less than one query interval ago (by the resolver or another poll), or
+    /// being cancelled, is answered from the journal: a cashier polling every second adds no
+    /// upstream traffic, and the resolver alone decides a cancel's sequel.
     pub async fn query(
         &self,
         caller: &Caller,
@@ -494,10 +571,14 @@ impl Engine {
         let Some((key, state)) = found else {
             return Answer::NotFound;
         };
-        if decide::query_from_journal(&state) {
+        if decide::query_from_journal(&state)
+            || state.cancel.attempts != 0
+            || self.queried_recently(&key)
+        {
+            metrics::counter!(telemetry::QUERIES_FROM_JOURNAL).increment(1);
             return Answer::State(Box::new(state));
         }
-        let held = match self.lock(&key).await {
+        let held = match self.lock(&key, Lane::Finish).await {
             Ok(h) => h,
             Err(_) => return Answer::State(Box::new(state)),
         };
@@ -506,38 +587,63 @@ impl Engine {
             Ok(None) => return Answer::NotFound,
             Err(b) => return Answer::Busy(b),
         };
-        // Someone else just asked (or the pay just finished): their answer is fresh. A failed
-        // journal sends nothing upstream (INV-8).
-        let failed = matches!(self.journal.health(), ledger::HealthStatus::Failed(_));
-        if held.waited || failed || decide::query_from_journal(&state) {
+        // Someone else just asked (or the pay just finished): their answer is fresh.
+        if held.waited || decide::query_from_journal(&state) || self.queried_recently(&key) {
+            metrics::counter!(telemetry::QUERIES_FROM_JOURNAL).increment(1);
             return Answer::State(Box::new(state));
         }
-        let Some((account, upstream)) = self.route_of(&state) else {
-            return Answer::State(Box::new(state));
-        };
+        let (state, _) = self.query_upstream(&key, state, false).await;
+        Answer::State(Box::new(state))
+    }
+
+    /// Asks upstream about the transaction: the journal event its answer becomes, or `None`
+    /// when there was no usable answer (nothing is sent when the journal has failed, INV-8).
+    async fn ask(&self, key: &TxnKey, state: &TxnState) -> Option<EventBody> {
+        if matches!(self.journal.health(), ledger::HealthStatus::Failed(_)) {
+            return None;
+        }
+        let (account, upstream) = self.route_of(state)?;
         let mut b = FormBuilder::new(Charset::Utf8);
         b.push("service", Service::Query.name())
             .push("partner", &account.partner)
             .push("partner_trans_id", &state.upstream_trans_id);
-        let Ok((query, body)) = b.finish_post(&account.signer) else {
-            return Answer::State(Box::new(state));
-        };
+        let (query, body) = b.finish_post(&account.signer).ok()?;
+        self.note_queried(key);
         let Call::Answered { body, .. } = upstream.call(Service::Query, &query, body).await else {
-            return Answer::State(Box::new(state));
+            return None;
         };
         let mut scratch = String::new();
-        let event = match read_response(&body, &mut scratch, DEFAULT_RESPONSE_BYTES_MAX) {
-            Ok(doc) => decide::query_result(&doc),
-            Err(_) => None,
+        let doc = read_response(&body, &mut scratch, DEFAULT_RESPONSE_BYTES_MAX).ok()?;
+        decide::query_result(&doc)
+    }
+
+    /// One upstream query, its answer journaled when it says something new (a poll that learns
+    /// nothing new adds nothing: a long poll must not fill the history). Returns the state and
+    /// the trade status Alipay reported, if it answered. Call with the key locked.
+    async fn query_upstream(
+        &self,
+        key: &TxnKey,
+        state: TxnState,
+        by_resolver: bool,
+    ) -> (TxnState, Option<ledger::TradeStatus>) {
+        let Some(event) = self.ask(key, &state).await else {
+            return (state, None);
         };
-        match event {
-            // Journal what changed; a poll that learns nothing new adds nothing (a cashier
-            // polling for long must not fill the transaction's history).
-            Some(EventBody::QueryResult { status, .. }) if state.last_query == Some(status) => {
-                Answer::State(Box::new(state))
-            }
-            Some(event) => self.finish_or_unknown(&key, vec![event], state).await,
-            None => Answer::State(Box::new(state)),
+        let EventBody::QueryResult { status, .. } = &event else {
+            return (state, None);
+        };
+        let status = *status;
+        if state.last_query == Some(status) {
+            return (state, Some(status));
+        }
+        let events = if by_resolver {
+            self.with_notice(key, &state, vec![event])
+        } else {
+            vec![event]
+        };
+        match self.finish_or_unknown(key, events, state.clone()).await {
+            Answer::State(s) => (*s, Some(status)),
+            _ => (state, Some(status)),
         }
     }
 
@@ -559,21 +665,26 @@ impl Engine {
             }
             S::Received | S::Sent | S::Unknown | S::Paid => {}
         }
+        self.send_cancel(&key, state, false).await
+    }
+
+    /// Journals a cancel attempt, sends it (the same parameters every time: one cancel per
+    /// trade at Alipay) and journals its result. Call with the key locked.
+    async fn send_cancel(&self, key: &TxnKey, state: TxnState, by_resolver: bool) -> Answer {
         let Some((account, upstream)) = self.route_of(&state) else {
             return Answer::Busy(Busy::Upstream);
         };
-        let now = self.now();
         let mut b = FormBuilder::new(Charset::Utf8);
         b.push("service", Service::Cancel.name())
             .push("partner", &account.partner)
             .push("out_trade_no", &state.upstream_trans_id)
-            .push("timestamp", &now.to_string());
+            .push("timestamp", &state.received_at_ms.to_string());
         let Ok((query, body)) = b.finish_post(&account.signer) else {
             return Answer::Busy(Busy::Build);
         };
         let attempt = state.cancel.attempts.saturating_add(1);
-        let draft = Draft::new(now, EventBody::CancelAttempt { attempt });
-        let state = match self.intent(&key, vec![draft]).await {
+        let draft = Draft::new(self.now(), EventBody::CancelAttempt { attempt });
+        let state = match self.intent(key, vec![draft]).await {
             Ok(a) => a.state,
             Err(AppendError::Rejected(_)) => {
                 return Answer::Refused("TRADE_STATUS_ERROR", Some(Box::new(state)))
@@ -597,7 +708,12 @@ impl Engine {
             },
             Call::Unknown { .. } => decide::cancel_result(None),
         };
-        self.finish_or_unknown(&key, vec![event], state).await
+        let events = if by_resolver {
+            self.with_notice(key, &state, vec![event])
+        } else {
+            vec![event]
+        };
+        self.finish_or_unknown(key, events, state).await
     }
 
     /// Journals results; when the fold refuses them (an answer that contradicts the journal, e.g.
@@ -613,7 +729,10 @@ impl Engine {
         let now = self.now();
         let drafts: Vec<Draft> = events.iter().map(|b| Draft::new(now, b.clone())).collect();
         match self.outcome(key, drafts).await {
-            Ok(a) => Answer::State(Box::new(a.state)),
+            Ok(a) => {
+                self.track(key, &a.state);
+                Answer::State(Box::new(a.state))
+            }
             Err(AppendError::Rejected(r)) => {
                 tracing::error!(rejected = %r, "upstream answer contradicts the journal; recorded as unknown");
                 let unknown = events
@@ -626,7 +745,7 @@ impl Engine {
                         EventBody::RefundResult { refund, .. } => {
                             Some(decide::refund_result(None, refund))
                         }
-                        EventBody::PaySent { .. } => None,
+                        EventBody::PaySent { .. } | EventBody::NotifyDue { .. } => None,
                         other => Some(other),
                     })
                     .collect();
@@ -634,6 +753,7 @@ impl Engine {
             }
             Err(e) => {
                 tracing::error!(error = %e, "outcome not journaled; answering unknown");
+                self.track(key, &before);
                 Answer::Busy(Busy::Journal)
             }
         }
@@ -647,6 +767,9 @@ impl Engine {
         req: &alipay::RefundRequest<'_>,
         fingerprint: Hash,
     ) -> Answer {
+        if crate::resolver::plan::is_reversal(req.partner_refund_id) {
+            return Answer::Refused("INVALID_PARAMETER", None);
+        }
         let (_held, key, state) = match self
             .lock_txn(caller, req.partner_trans_id, req.alipay_trans_id)
             .await
@@ -654,73 +777,90 @@ impl Engine {
             Ok(t) => t,
             Err(answer) => return answer,
         };
+        let refund = RefundKey::new(caller.id.as_str(), req.partner_refund_id);
         // A refund whose outcome is unknown is sent again with the same parameters and the same
         // upstream id (spec §6.5: one id is one refund at Alipay, so it cannot apply twice).
-        let resend = match decide::refund_step(&state, req.partner_refund_id, &fingerprint) {
-            RefundStep::Replay => match state.refunds.get(req.partner_refund_id) {
-                Some(r) if r.status.in_flight() => {
-                    Some((r.upstream_refund_id.clone(), r.amount, r.reason.clone()))
-                }
-                _ => return Answer::State(Box::new(state)),
+        match decide::refund_step(&state, req.partner_refund_id, &fingerprint) {
+            RefundStep::Replay => match RefundSend::resend(&state, &refund) {
+                Some(send) => self.send_refund(&key, state, send, false).await,
+                None => Answer::State(Box::new(state)),
             },
-            RefundStep::Conflict => return Answer::Conflict,
-            RefundStep::Start => None,
-        };
+            RefundStep::Conflict => Answer::Conflict,
+            RefundStep::Start => {
+                let send = RefundSend {
+                    upstream_refund_id: upstream_id(
+                        &self.node,
+                        'R',
+                        &caller.id,
+                        req.partner_refund_id,
+                    ),
+                    refund,
+                    amount: req.refund_amount,
+                    reason: req.refund_reason.map(str::to_owned),
+                    intent: Some(fingerprint),
+                };
+                self.send_refund(&key, state, send, false).await
+            }
+        }
+    }
+
+    /// Sends a refund: a new one after journaling its intent (which reserves the amount), or
+    /// a resend of one in flight, with the same upstream id; then journals its result. Call
+    /// with the key locked.
+    async fn send_refund(
+        &self,
+        key: &TxnKey,
+        state: TxnState,
+        send: RefundSend,
+        by_resolver: bool,
+    ) -> Answer {
         let Some((account, upstream)) = self.route_of(&state) else {
             return Answer::Busy(Busy::Upstream);
         };
+        let resend = send.intent.is_none();
         if !upstream.usable() {
-            return match resend {
-                Some(_) => Answer::State(Box::new(state)),
-                None => Answer::Busy(Busy::Upstream),
+            return if resend {
+                Answer::State(Box::new(state))
+            } else {
+                Answer::Busy(Busy::Upstream)
             };
         }
-        let (upstream_refund_id, amount, reason) = match &resend {
-            Some((id, money, reason)) => match decide::amount(*money) {
-                Some(a) => (id.clone(), a, reason.clone()),
-                None => return Answer::State(Box::new(state)),
-            },
-            None => (
-                upstream_id(&self.node, 'R', &caller.id, req.partner_refund_id),
-                req.refund_amount,
-                req.refund_reason.map(str::to_owned),
-            ),
-        };
         let mut b = FormBuilder::new(Charset::Utf8);
         b.push("service", Service::Refund.name())
             .push("partner", &account.partner)
             .push("partner_trans_id", &state.upstream_trans_id)
-            .push("partner_refund_id", &upstream_refund_id)
-            .push("refund_amount", &amount.to_string())
-            .push("currency", amount.currency().code())
-            .push_opt("refund_reason", reason.as_deref())
+            .push("partner_refund_id", &send.upstream_refund_id)
+            .push("refund_amount", &send.amount.to_string())
+            .push("currency", send.amount.currency().code())
+            .push_opt("refund_reason", send.reason.as_deref())
             .push("is_sync", "Y");
         let Ok((query, body)) = b.finish_post(&account.signer) else {
             return Answer::Busy(Busy::Build);
         };
-        let refund = RefundKey::new(caller.id.as_str(), req.partner_refund_id);
-        let state = if resend.is_some() {
-            state
-        } else {
-            let draft = Draft::new(
-                self.now(),
-                EventBody::RefundIntent {
-                    refund: refund.clone(),
-                    upstream_refund_id,
-                    amount: decide::money(amount),
-                    fingerprint,
-                    reason,
-                },
-            );
-            match self.intent(&key, vec![draft]).await {
-                Ok(a) => a.state,
-                Err(AppendError::Rejected(r)) => {
-                    return match refund_refusal(&r) {
-                        Some(code) => Answer::Refused(code, Some(Box::new(state))),
-                        None => Answer::Conflict,
+        let refund = send.refund.clone();
+        let state = match send.intent {
+            None => state,
+            Some(fingerprint) => {
+                let draft = Draft::new(
+                    self.now(),
+                    EventBody::RefundIntent {
+                        refund: refund.clone(),
+                        upstream_refund_id: send.upstream_refund_id,
+                        amount: decide::money(send.amount),
+                        fingerprint,
+                        reason: send.reason,
+                    },
+                );
+                match self.intent(key, vec![draft]).await {
+                    Ok(a) => a.state,
+                    Err(AppendError::Rejected(r)) => {
+                        return match refund_refusal(&r) {
+                            Some(code) => Answer::Refused(code, Some(Box::new(state))),
+                            None => Answer::Conflict,
+                        }
                     }
+                    Err(e) => return self.refused_intent(e),
                 }
-                Err(e) => return self.refused_intent(e),
             }
         };
         let event = match upstream.call(Service::Refund, &query, body).await {
@@ -732,7 +872,7 @@ impl Engine {
                 }
             }
             // A resend that never left changes nothing: an earlier attempt may have applied.
-            Call::NotSent { .. } if resend.is_some() => return Answer::State(Box::new(state)),
+            Call::NotSent { .. } if resend => return Answer::State(Box::new(state)),
             // Never sent at all: definitely not refunded; the reservation is released.
             Call::NotSent { .. } => EventBody::RefundResult {
                 refund,
@@ -742,9 +882,17 @@ impl Engine {
             },
             Call::Unknown { .. } => decide::refund_result(None, refund),
         };
-        self.finish_or_unknown(&key, vec![event], state).await
+        let events = if by_resolver {
+            self.with_notice(key, &state, vec![event])
+        } else {
+            vec![event]
+        };
+        self.finish_or_unknown(key, events, state).await
     }
 }
+
+/// How many recently queried transactions the engine remembers before it forgets the stale.
+const QUERIED_PRUNE_AT: usize = 4096;
 
 /// The error code journaled (and answered) when a request was never sent upstream (every
 /// endpoint unreachable): definitely not done. The transaction is final as failed, so a retry

@@ -1,5 +1,6 @@
-//! One endpoint of an account: its pooled hyper-util client, the bound on connections in use,
-//! its circuit breaker and its metrics; and one attempt to send a request there.
+//! One endpoint of an account: its pooled hyper-util client, the adaptive bound on calls in
+//! flight (at most `pool_size`, see [`super::limiter`]), its circuit breaker and its metrics; and
+//! one attempt to send a request there.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -15,11 +16,11 @@ use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::breaker::{Admission, Breaker, BreakerState, Outcome};
 use super::connector::{ConnectStats, TlsConnector};
+use super::limiter::{self, Aimd, ConcurrencyLimiter, Signal};
 use super::response::{check_body, check_status, Rejected};
 use super::{UpstreamError, UpstreamOptions};
 use crate::telemetry;
@@ -112,7 +113,9 @@ pub struct Endpoint {
     /// The gateway URL, without a query.
     pub url: String,
     client: Client<TlsConnector, TrackedBody>,
-    permits: Arc<Semaphore>,
+    /// Calls in flight, at most its adaptive limit, itself at most `pool_size`: one call holds
+    /// one connection, so this is also the bound on connections in use.
+    limiter: ConcurrencyLimiter,
     pool_size: usize,
     breaker: Mutex<Breaker>,
     /// Connections opened and failed.
@@ -125,6 +128,7 @@ impl std::fmt::Debug for Endpoint {
             .field("label", &self.label)
             .field("url", &self.url)
             .field("pool_size", &self.pool_size)
+            .field("concurrency_limit", &self.limiter.limit())
             .finish_non_exhaustive()
     }
 }
@@ -179,7 +183,7 @@ impl Endpoint {
             label: format!("{account}/{}", spec.name),
             url: spec.url.clone(),
             client,
-            permits: Arc::new(Semaphore::new(pool_size)),
+            limiter: ConcurrencyLimiter::new(Aimd::new(pool_size, options.limiter)),
             pool_size,
             breaker: Mutex::new(Breaker::new(options.breaker)),
             stats,
@@ -195,10 +199,14 @@ impl Endpoint {
         self.breaker().state(std::time::Instant::now())
     }
 
-    /// Connections in use now.
+    /// Connections in use now (calls in flight).
     pub fn in_use(&self) -> usize {
-        self.pool_size
-            .saturating_sub(self.permits.available_permits())
+        self.limiter.in_use()
+    }
+
+    /// The adaptive bound on calls in flight now.
+    pub fn concurrency_limit(&self) -> usize {
+        self.limiter.limit()
     }
 
     /// The bound on connections in use.
@@ -238,10 +246,17 @@ impl Endpoint {
             .set(f64::from(state.gauge()));
     }
 
-    /// Publishes the gauges (breaker state, connections in use).
+    /// Publishes the gauges (breaker state, connections in use, concurrency limit).
     pub fn publish(&self) {
         self.publish_state(&self.breaker());
         self.publish_in_use();
+        self.publish_limit();
+    }
+
+    fn publish_limit(&self) {
+        let limit = u32::try_from(self.limiter.limit()).unwrap_or(u32::MAX);
+        metrics::gauge!(telemetry::UPSTREAM_CONCURRENCY_LIMIT, "endpoint" => self.label.clone())
+            .set(f64::from(limit));
     }
 
     fn publish_in_use(&self) {
@@ -292,23 +307,20 @@ impl Endpoint {
             body,
             deadline,
         } = out;
-        let permit = tokio::time::timeout_at(deadline, Arc::clone(&self.permits).acquire_owned());
-        let permit = match permit.await {
-            Ok(Ok(p)) => p,
-            Ok(Err(_)) => {
-                verdict.set(Outcome::Neutral);
-                return not_sent("the connection pool is closed", false);
-            }
-            Err(_) => {
-                // Not the endpoint's fault: the account's own traffic filled the pool.
-                verdict.set(Outcome::Neutral);
-                return not_sent(
-                    "no connection became free before the deadline (pool exhausted)",
-                    false,
-                );
-            }
+        let Some(slot) = self.limiter.acquire_until(deadline).await else {
+            // Not the endpoint's fault: the account's own traffic filled the pool (or what of
+            // it the endpoint accepts now).
+            verdict.set(Outcome::Neutral);
+            let reason = format!(
+                "no connection became free before the deadline (pool exhausted at the \
+                 concurrency limit {} of pool_size {})",
+                self.limiter.limit(),
+                self.pool_size
+            );
+            return not_sent(&reason, false);
         };
-        let _in_use = InUse::new(self, permit);
+        let mut in_use = InUse::new(self, slot);
+        let started = Instant::now();
         let written = Arc::new(AtomicBool::new(false));
         let len = u64::try_from(body.len()).unwrap_or(u64::MAX);
         let request = Request::builder()
@@ -347,6 +359,12 @@ impl Endpoint {
             Ok(body.to_bytes())
         };
         let result = tokio::time::timeout_at(deadline, exchange).await;
+        let written_before_end = written.load(Ordering::Acquire);
+        in_use.signal(limiter_signal(
+            &result,
+            written_before_end,
+            started.elapsed(),
+        ));
         match result {
             Err(_) if !written.load(Ordering::Acquire) => {
                 verdict.set(Outcome::Failure);
@@ -435,26 +453,52 @@ impl Drop for Verdict<'_> {
     }
 }
 
-/// A held connection slot; keeps the in-use gauge current.
+/// What an exchange says about the endpoint's capacity: an answer (its latency), or an
+/// overload — a 429, or no answer before the deadline once the request was on its way.
+/// (A deadline that passed while still connecting is the breaker's business, as every
+/// connect failure.)
+fn limiter_signal(
+    result: &Result<Result<Bytes, Failed>, tokio::time::error::Elapsed>,
+    written: bool,
+    latency: Duration,
+) -> Signal {
+    match result {
+        Ok(Ok(_)) => Signal::Answered(latency),
+        Ok(Err(Failed::Rejected(Rejected::Throttled))) => Signal::Overload,
+        Err(_) if written => Signal::Overload,
+        Err(_) | Ok(Err(_)) => Signal::Neutral,
+    }
+}
+
+/// A held call slot; keeps the in-use and limit gauges current.
 struct InUse<'a> {
     endpoint: &'a Endpoint,
-    permit: Option<OwnedSemaphorePermit>,
+    slot: Option<limiter::Slot<'a>>,
 }
 
 impl<'a> InUse<'a> {
-    fn new(endpoint: &'a Endpoint, permit: OwnedSemaphorePermit) -> InUse<'a> {
+    fn new(endpoint: &'a Endpoint, slot: limiter::Slot<'a>) -> InUse<'a> {
         endpoint.publish_in_use();
         InUse {
             endpoint,
-            permit: Some(permit),
+            slot: Some(slot),
+        }
+    }
+
+    /// What the call came to, for the limiter (Neutral unless told).
+    fn signal(&mut self, signal: Signal) {
+        if let Some(slot) = self.slot.as_mut() {
+            slot.signal(signal);
         }
     }
 }
 
 impl Drop for InUse<'_> {
     fn drop(&mut self) {
-        drop(self.permit.take());
+        // Released first (the limiter takes its signal), then published, so the gauges see it.
+        drop(self.slot.take());
         self.endpoint.publish_in_use();
+        self.endpoint.publish_limit();
     }
 }
 

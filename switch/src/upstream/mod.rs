@@ -15,7 +15,8 @@
 //!   result code (gateway `SYSTEM_ERROR` and business `UNKNOWN` still mean "unknown").
 //! * [`Call::NotSent`]: no byte of the request reached any endpoint: every endpoint tried failed
 //!   to connect (TCP or TLS, within the connect deadline), or no endpoint was usable (all
-//!   breakers open), or no pooled connection became free before the deadline. Alipay cannot
+//!   breakers open), or no call slot (under the endpoint's concurrency limit) became free
+//!   before the deadline. Alipay cannot
 //!   have processed it; the engine may send it again (same parameters) or answer "not
 //!   processed".
 //! * [`Call::Unknown`]: the request may have been written: the deadline passed after hyper began
@@ -44,8 +45,10 @@
 //!
 //! # Limits
 //!
-//! Per endpoint: at most `pool_size` connections in use (a semaphore; waiting for a slot counts
-//! against the deadline, and a request that never got one is NotSent), at most `pool_size` idle
+//! Per endpoint: at most as many calls in flight, hence connections in use, as its adaptive
+//! concurrency limit ([`limiter`]: AIMD between `concurrency_min` and `pool_size`, cut on 429s
+//! and timeouts, raised by answers within the latency target; waiting for a slot counts against
+//! the deadline, and a request that never got one is NotSent), at most `pool_size` idle
 //! keep-alive connections, closed after [`POOL_IDLE_TIMEOUT`] unused. Per call: TCP + TLS within
 //! `connect_timeout`, the whole call (slot, connect, failover, write, answer, body) within
 //! `request_timeout`; the body within `UpstreamOptions::response_bytes_max`. Each endpoint has
@@ -57,6 +60,7 @@
 pub mod breaker;
 pub mod connector;
 mod endpoint;
+pub mod limiter;
 pub mod response;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,6 +77,7 @@ use crate::tenants::Account;
 pub use breaker::{BreakerConfig, BreakerState};
 pub use endpoint::POOL_IDLE_TIMEOUT;
 use endpoint::{Attempt, Endpoint, Outgoing};
+pub use limiter::LimiterOptions;
 
 /// Why an [`Upstream`] cannot be built from an account.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -155,6 +160,9 @@ pub struct EndpointStatus {
     pub in_use: usize,
     /// The bound on connections in use (the account's `pool_size`).
     pub pool_size: usize,
+    /// The adaptive bound on calls in flight now, at most `pool_size` (also exported as
+    /// `telemetry::UPSTREAM_CONCURRENCY_LIMIT`).
+    pub concurrency_limit: usize,
     /// Connections opened since start (TCP and TLS done): with keep-alive, far fewer than calls.
     pub connections_opened: u64,
     /// Connection attempts that failed (refused, unreachable, TLS, connect deadline).
@@ -173,6 +181,8 @@ pub struct UpstreamOptions {
     pub pool_idle_timeout: Duration,
     /// Largest answer body read; a larger one is Unknown.
     pub response_bytes_max: usize,
+    /// How each endpoint's concurrency limit moves.
+    pub limiter: LimiterOptions,
 }
 
 impl Default for UpstreamOptions {
@@ -181,6 +191,7 @@ impl Default for UpstreamOptions {
             breaker: BreakerConfig::default(),
             pool_idle_timeout: POOL_IDLE_TIMEOUT,
             response_bytes_max: DEFAULT_RESPONSE_BYTES_MAX,
+            limiter: LimiterOptions::default(),
         }
     }
 }
@@ -273,6 +284,7 @@ impl Upstream {
                     breaker: e.state(),
                     in_use: e.in_use(),
                     pool_size: e.pool_size(),
+                    concurrency_limit: e.concurrency_limit(),
                     connections_opened: e.stats.opened.load(Ordering::Relaxed),
                     connect_failures: e.stats.failed.load(Ordering::Relaxed),
                 }

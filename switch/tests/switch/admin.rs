@@ -437,12 +437,15 @@ async fn a_cancel_the_resolver_gave_up_on_is_an_exception_until_an_operator_acts
     assert_eq!(actions[1]["why"], "T-6 retry now");
     assert_eq!(actions[1]["action"], "resolve now");
 
-    // A second cancel by the operator gets Alipay's definite answer: the trade is reversed,
-    // and nothing is left to list.
-    let (status, v) = admin.act(M1, "ADM-EXC-1", "cancel", ops("T-7")).await;
-    assert_eq!(status, 200, "{v}");
-    assert_eq!(v["state"]["status"], "Reversed", "{v}");
-    assert_eq!(v["state"]["exception"], Value::Null, "{v}");
+    // The action re-arms the resolver's limit: it sends the cancel again itself, gets Alipay's
+    // definite answer, and the trade is reversed with nothing left to list.
+    let done = admin
+        .wait_for(&format!("/txns/{M1}/ADM-EXC-1"), |v| {
+            v["state"]["status"] == "Reversed"
+        })
+        .await;
+    assert_eq!(done["state"]["exception"], Value::Null, "{done}");
+    assert_eq!(done["state"]["cancel"]["attempts"], 2, "{done}");
     admin.wait_for("/exceptions", |v| v["total"] == 0).await;
     admin.wait_for("/pending", |v| v["total"] == 0).await;
     let trades = env.sim_trades(ACQUIRER).await;

@@ -72,6 +72,7 @@ id = "t1"
 https = "127.0.0.1:0"
 http = "127.0.0.1:0"
 admin = "127.0.0.1:0"
+admin_api = "127.0.0.1:0"
 cert_out = "{data}/switch-cert.pem"
 
 [journal]
@@ -188,10 +189,22 @@ pub async fn start() -> Env {
 
 /// Starts a simulator and a switch whose configuration text `edit` changes.
 pub async fn start_with(edit: impl FnOnce(String) -> String) -> Env {
-    let sim = start_sim().await;
+    start_custom(|_| {}, edit, switch::app::system_clock()).await
+}
+
+/// Starts a simulator whose options `sim` changes and a switch whose configuration text `edit`
+/// changes, reading the wall clock `clock`.
+pub async fn start_custom(
+    sim: impl FnOnce(&mut SimOptions),
+    edit: impl FnOnce(String) -> String,
+    clock: switch::engine::Clock,
+) -> Env {
+    let mut o = SimOptions::for_tests().unwrap();
+    sim(&mut o);
+    let sim = Simulator::start(o).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (_, config) = write_config(dir.path(), &sim, edit);
-    let running = switch::app::start(config.clone(), std::future::pending())
+    let running = switch::app::start_with_clock(config.clone(), std::future::pending(), clock)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let url = format!("http://{}", running.http.unwrap());
@@ -412,6 +425,31 @@ impl Env {
     }
 
     /// Events in the switch's journal (read beside the running switch).
+    /// The journaled state of `caller`'s order `ptid` (read beside the running switch).
+    pub fn journal_txn(&self, caller: &str, ptid: &str) -> Option<ledger::TxnState> {
+        let ro = ledger::Journal::open_read_only(&self.config.journal.path).unwrap();
+        ro.txn(&ledger::TxnKey::new(caller, ptid)).unwrap()
+    }
+
+    /// Polls the journal every 50 ms until `caller`'s order `ptid` satisfies `done`, at most
+    /// `within`; returns the last state seen (the caller asserts on it).
+    pub async fn wait_txn(
+        &self,
+        caller: &str,
+        ptid: &str,
+        within: Duration,
+        done: impl Fn(&ledger::TxnState) -> bool,
+    ) -> Option<ledger::TxnState> {
+        let end = tokio::time::Instant::now() + within;
+        loop {
+            let s = self.journal_txn(caller, ptid);
+            if s.as_ref().is_some_and(&done) || tokio::time::Instant::now() >= end {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn journal_events(&self) -> u64 {
         let path = self.config.journal.path.clone();
         let ro = ledger::Journal::open_read_only(&path).unwrap();

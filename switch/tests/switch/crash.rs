@@ -11,7 +11,8 @@ use alipay_sim::GatewayClient;
 
 use crate::common::*;
 
-fn free_port() -> u16 {
+/// A port free on loopback now: the switch is restarted on the same ports, so they cannot be 0.
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -19,23 +20,61 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Ports {
-    http: SocketAddr,
-    admin: SocketAddr,
+/// The fixed addresses of a switch that is killed and restarted: merchants' plain HTTP and the
+/// ops listener (`/readyz`).
+pub(crate) struct Ports {
+    pub(crate) http: SocketAddr,
+    pub(crate) admin: SocketAddr,
 }
 
-fn spawn(config: &Path) -> Child {
+impl Ports {
+    pub(crate) fn free() -> Ports {
+        Ports {
+            http: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            admin: SocketAddr::from(([127, 0, 0, 1], free_port())),
+        }
+    }
+
+    /// The test configuration `t` listening on these ports, without HTTPS (no certificate to
+    /// write again at every start).
+    pub(crate) fn apply(&self, t: String) -> String {
+        let cert_out = t
+            .lines()
+            .find(|l| l.starts_with("cert_out"))
+            .unwrap()
+            .to_owned();
+        t.replace("https = \"127.0.0.1:0\"\n", "")
+            .replace(&cert_out, "")
+            .replace(
+                "http = \"127.0.0.1:0\"",
+                &format!("http = \"{}\"", self.http),
+            )
+            .replace(
+                "admin = \"127.0.0.1:0\"",
+                &format!("admin = \"{}\"", self.admin),
+            )
+    }
+}
+
+/// Starts the `switch` binary on `config`, its log on the test's stderr.
+pub(crate) fn spawn(config: &Path) -> Child {
+    spawn_with_stderr(config, Stdio::inherit())
+}
+
+/// Starts the `switch` binary on `config`, its log (warnings and worse) to `stderr`.
+pub(crate) fn spawn_with_stderr(config: &Path, stderr: Stdio) -> Child {
     Command::new(env!("CARGO_BIN_EXE_switch"))
         .arg("--config")
         .arg(config)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .unwrap()
 }
 
-async fn wait_ready(admin: SocketAddr) {
+/// Waits (at most 120 s) until the switch's ops listener answers `/readyz` with 200.
+pub(crate) async fn wait_ready(admin: SocketAddr) {
     let client = HttpClient::new(&format!("http://{admin}"), None)
         .unwrap()
         .with_timeout(Duration::from_secs(2));
@@ -54,31 +93,28 @@ async fn wait_ready(admin: SocketAddr) {
     }
 }
 
+/// Stops the switch with SIGTERM and asserts it exits 0 within 60 s (a graceful stop).
+pub(crate) fn stop_gracefully(child: &mut Child) {
+    let pid = child.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "graceful stop exits 0, got {status}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "no graceful stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_switch_killed_and_restarted_replays_from_its_journal() {
     let sim = start_sim().await;
     let dir = tempfile::tempdir().unwrap();
-    let ports = Ports {
-        http: SocketAddr::from(([127, 0, 0, 1], free_port())),
-        admin: SocketAddr::from(([127, 0, 0, 1], free_port())),
-    };
-    let (path, _) = write_config(dir.path(), &sim, |t| {
-        let cert_out = t
-            .lines()
-            .find(|l| l.starts_with("cert_out"))
-            .unwrap()
-            .to_owned();
-        t.replace("https = \"127.0.0.1:0\"\n", "")
-            .replace(&cert_out, "")
-            .replace(
-                "http = \"127.0.0.1:0\"",
-                &format!("http = \"{}\"", ports.http),
-            )
-            .replace(
-                "admin = \"127.0.0.1:0\"",
-                &format!("admin = \"{}\"", ports.admin),
-            )
-    });
+    let ports = Ports::free();
+    let (path, _) = write_config(dir.path(), &sim, |t| ports.apply(t));
     let sim_admin = HttpClient::new(&sim.https_url(), Some(sim.cert_pem().as_bytes())).unwrap();
     let client = GatewayClient::new(&format!("http://{}", ports.http), None)
         .unwrap()
@@ -124,17 +160,6 @@ async fn a_switch_killed_and_restarted_replays_from_its_journal() {
     );
 
     // SIGTERM: a graceful stop.
-    let pid = child.id().to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "graceful stop exits 0, got {status}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "no graceful stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    stop_gracefully(&mut child);
     sim.shutdown().await;
 }

@@ -8,14 +8,26 @@
 //! * [`isolation`]: cross-merchant and cross-SI access.
 //! * [`faults`]: a hanging upstream, an upstream answer with a bad signature.
 //! * [`bad_input`]: the bad-input table; nothing journaled, nothing sent.
+//! * [`notify`]: merchant notifications: the final status after an unknown pay, resends with one
+//!   `notify_id` until acknowledged, giving up after the ladder, a hanging merchant endpoint.
+//! * [`resolver`]: unknown pays resolved on Alipay's schedule (query, cancel, refund past the
+//!   Beijing-day cutoff, with moved clocks), cancels resent until definite, polls coalesced.
 //! * [`crash`]: the `switch` binary killed with SIGKILL and restarted; SIGTERM stops it cleanly.
+//! * [`overload`]: a flood of pays is refused in part, with nothing journaled or sent for the
+//!   refused ones, while queries and cancels keep completing.
+//! * [`admin`]: the operators' admin API: lookup, the pending and exceptions lists, "resolve
+//!   now" and "cancel" journaled with who and why, and the refusals that journal nothing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin;
 mod bad_input;
 mod common;
 mod crash;
 mod faults;
 mod idempotency;
 mod isolation;
+mod notify;
+mod overload;
+mod resolver;
 mod services;
