@@ -301,3 +301,119 @@ async fn a_trade_paid_before_the_cutoff_and_unresolved_after_it_is_refunded() {
     ));
     env.stop().await;
 }
+
+/// Journals a pay's intent (PayReceived + PaySent) for caller M3 (direct mode) as a switch that
+/// crashed right after sending it would have left it; returns the upstream id.
+fn journal_intent_only(config: &switch::config::Config, ptid: &str) -> String {
+    let upstream = switch::engine::upstream_id(&config.node.id, 'P', M3, ptid);
+    let journal =
+        ledger::Journal::open(&config.journal.path, ledger::JournalOptions::default()).unwrap();
+    let now = switch::app::system_clock()();
+    let drafts = vec![
+        ledger::Draft::new(
+            now,
+            EventBody::PayReceived {
+                upstream_partner: DIRECT.into(),
+                upstream_trans_id: upstream.clone(),
+                fingerprint: [7; 32],
+                amount: ledger::Money::new(600, *b"USD"),
+                trans_create_time: "20261127120000".into(),
+                secondary_merchant_id: None,
+                store_id: None,
+                notify_url: None,
+            },
+        ),
+        ledger::Draft::new(
+            now,
+            EventBody::PaySent {
+                attempt: 1,
+                endpoint: "primary".into(),
+            },
+        ),
+    ];
+    journal
+        .append(ledger::TxnKey::new(M3, ptid), drafts)
+        .wait()
+        .unwrap();
+    upstream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_crash_an_unconfirmed_pay_is_resolved_by_query_and_never_sent_again() {
+    let sim = start_sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, config) = write_config(dir.path(), &sim, quick(""));
+    // One pay reached Alipay before the crash (sent here straight to the simulator with the
+    // switch's upstream id), one never left.
+    let c = config.clone();
+    let (reached, lost) = tokio::task::spawn_blocking(move || {
+        (
+            journal_intent_only(&c, "CRASH-REACHED"),
+            journal_intent_only(&c, "CRASH-LOST"),
+        )
+    })
+    .await
+    .unwrap();
+    let direct = pay(DIRECT, DIRECT, &reached, "6.00", CODE);
+    let (q, b) = signed(&direct, M3);
+    let gateway =
+        alipay_sim::GatewayClient::new(&sim.https_url(), Some(sim.cert_pem().as_bytes())).unwrap();
+    let r = gateway.post_raw(&q, b).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("<result_code>SUCCESS</result_code>"),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+
+    let running = switch::app::start(config.clone(), std::future::pending())
+        .await
+        .unwrap();
+    let client = GatewayClientForTests::new(&running);
+    let env = Env {
+        sim_admin: alipay_sim::client::HttpClient::new(
+            &sim.https_url(),
+            Some(sim.cert_pem().as_bytes()),
+        )
+        .unwrap(),
+        sim,
+        switch: Some(running),
+        client: client.0,
+        dir,
+        config,
+    };
+    let paid = env
+        .wait_txn(M3, "CRASH-REACHED", LONG, |s| s.status.is_final())
+        .await
+        .unwrap();
+    assert_eq!(paid.status, TxnStatus::Paid, "{paid:?}");
+    let closed = env
+        .wait_txn(M3, "CRASH-LOST", LONG, |s| s.status.is_final())
+        .await
+        .unwrap();
+    assert_eq!(closed.status, TxnStatus::Closed, "{closed:?}");
+    assert_eq!(env.sim_pays().await, 1, "no pay was sent again");
+    let trades = env.sim_trades(DIRECT).await;
+    let status_of = |id: &str| {
+        trades
+            .iter()
+            .find(|t| t["partner_trans_id"] == id)
+            .map(|t| t["status"].clone())
+    };
+    assert_eq!(status_of(&reached), Some(json!("TRADE_SUCCESS")));
+    // The lost one's order number is closed at Alipay, so it can never be paid late.
+    assert_eq!(status_of(&lost), Some(json!("TRADE_CLOSED")));
+    for (ptid, s) in [("CRASH-REACHED", &paid), ("CRASH-LOST", &closed)] {
+        assert_eq!(s.pay_attempts, 1, "{ptid}: one send, the journaled one");
+    }
+    env.stop().await;
+}
+
+/// The gateway client the harness would make for `running`.
+struct GatewayClientForTests(alipay_sim::GatewayClient);
+
+impl GatewayClientForTests {
+    fn new(running: &switch::app::Running) -> GatewayClientForTests {
+        let url = format!("http://{}", running.http.unwrap());
+        GatewayClientForTests(alipay_sim::GatewayClient::new(&url, None).unwrap())
+    }
+}
