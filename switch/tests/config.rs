@@ -307,6 +307,26 @@ fn each_mistake_names_the_file_and_key() {
             "switch.toml: resolver.cancel_retry_ms: must not decrease",
         ),
         (
+            edit(t, "per_merchant = 2", "per_merchant = 100"),
+            "switch.toml: notify.per_merchant: must be at most notify.concurrency",
+        ),
+        (
+            edit(t, "retry_ms = [15000, 60000", "retry_ms = [150000, 60000"),
+            "switch.toml: notify.retry_ms: must not decrease",
+        ),
+        (
+            edit(t, "pay_share_percent = 75", "pay_share_percent = 0"),
+            "switch.toml: limits.pay_share_percent: must be 1 to 100",
+        ),
+        (
+            edit(t, "refund_attempts_max = 20", "refund_attempts_max = 0"),
+            "switch.toml: resolver.refund_attempts_max: must be at least 1",
+        ),
+        (
+            edit(t, "admin_api = \"127.0.0.1:9091\"", "admin_api = \"localhost\""),
+            "switch.toml: listen.admin_api:",
+        ),
+        (
             edit(t, "[journal]", "[journal_]"),
             "switch.toml: journal: the [journal] section is required",
         ),

@@ -185,18 +185,33 @@ impl Config {
             s,
             "resolver: query {} ms after an unknown outcome, every {} ms until {} ms, then cancel \
              (retries after {} ms, at most {} attempts); cancels accepted until {} ms after \
-             Beijing midnight, then refund",
+             Beijing midnight, then refund; refunds resent at most {} times; {} calls at once",
             r.first_query_after.as_millis(),
             r.query_interval.as_millis(),
             r.query_window.as_millis(),
             ladder.join(", "),
             r.cancel_attempts_max,
-            r.cancel_grace_after_midnight.as_millis()
+            r.cancel_grace_after_midnight.as_millis(),
+            r.refund_attempts_max,
+            r.concurrency
+        );
+        let n = &self.notify;
+        let _ =
+            writeln!(
+            s,
+            "notify: {} tries over {} s, {} ms each at most, {} at once ({} per caller), {} held \
+             in memory",
+            n.retry.len() + 1,
+            n.retry.iter().map(std::time::Duration::as_secs).sum::<u64>(),
+            n.timeout.as_millis(),
+            n.concurrency,
+            n.per_merchant,
+            n.queue_max
         );
         let _ = writeln!(
             s,
-            "limits: {} transactions in the engine at once",
-            self.limits.engine_in_flight_max
+            "limits: {} transactions in the engine at once, new pays at most {}% of them",
+            self.limits.engine_in_flight_max, self.limits.pay_share_percent
         );
         match &self.simulator {
             Some(sim) if sim.embedded => {
