@@ -20,7 +20,7 @@ use crate::gateway::Gateway;
 use crate::notify::Notifier;
 use crate::resolver::Resolver;
 use crate::server::{self, GatewayHttp, Handler, HttpReply, Readiness, TransportReject};
-use crate::upstream::Upstream;
+use crate::upstream::{LimiterOptions, Upstream, UpstreamOptions};
 
 /// Why the switch could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -230,9 +230,25 @@ pub async fn start_with_clock(
     let journal = Arc::new(journal);
     let mut upstreams = HashMap::new();
     for account in tenants.accounts() {
-        let u = Upstream::new(Arc::clone(account)).map_err(|e| AppError::Upstream {
-            account: account.name.clone(),
-            message: e.to_string(),
+        let concurrency_min = config
+            .accounts
+            .iter()
+            .find(|a| a.name == account.name)
+            .map_or(LimiterOptions::default().concurrency_min, |a| {
+                a.concurrency_min
+            });
+        let options = UpstreamOptions {
+            limiter: LimiterOptions {
+                concurrency_min,
+                ..LimiterOptions::default()
+            },
+            ..UpstreamOptions::default()
+        };
+        let u = Upstream::with_options(Arc::clone(account), options).map_err(|e| {
+            AppError::Upstream {
+                account: account.name.clone(),
+                message: e.to_string(),
+            }
         })?;
         upstreams.insert(account.name.clone(), Arc::new(u));
     }
@@ -285,6 +301,13 @@ pub async fn start_with_clock(
         engine,
         config.gateway.response_encoding,
         config.gateway.in_flight_max,
+    )
+    .with_pay_share_percent(config.limits.pay_share_percent)
+    .with_rate_limits(
+        config
+            .callers
+            .iter()
+            .filter_map(|c| Some((c.id.clone(), c.rate?))),
     );
     let handler = Arc::new(SwitchHandler { gateway });
     let (tls, cert_pem) = match config.listen.https {

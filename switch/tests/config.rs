@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use alipay::{SignType, Signer, Verifier};
+use switch::admission::RateLimit;
 use switch::config::{check, Config, ConfigErrors, EMBEDDED_CONFIG};
 use switch::tenants::{CallerKind, Mode, RouteError};
 
@@ -165,6 +166,7 @@ fn check_summarises_listeners_accounts_merchants_callers_and_journal() {
         "data/journal",
         "2 upstream accounts:",
         "acquirer: partner 2088101122136241, MD5",
+        "pool 64 (adaptive concurrency 4 to 64)",
         "3 merchants:",
         "2088000000000001 Lucky Noodle Bar: acquirer mode on acquirer",
         "2088000000000003 Jade Garden Hotel: direct mode on direct-rsa2",
@@ -265,6 +267,22 @@ fn each_mistake_names_the_file_and_key() {
         (
             edit(t, "rsa_private_key = \"keys/switch_rsa_private.pem\"\n", ""),
             "switch.toml: gateway.rsa_private_key: is required: callers[1] uses RSA2",
+        ),
+        (
+            edit(t, "pool_size = 64", "pool_size = 2"),
+            "switch.toml: accounts[0].concurrency_min: must be 1 to pool_size (2)",
+        ),
+        (
+            edit(t, "in_flight_max = 256", "in_flight_max = 256\nrate_per_s = 0"),
+            "switch.toml: callers[0].rate_per_s: must be a number above 0",
+        ),
+        (
+            edit(t, "in_flight_max = 256", "in_flight_max = 256\nburst = 5"),
+            "switch.toml: callers[0].burst: is only used with rate_per_s",
+        ),
+        (
+            edit(t, "in_flight_max = 256", "in_flight_max = 256\nrate_per_s = 10\nburst = 0.5"),
+            "switch.toml: callers[0].burst: must be a number from 1",
         ),
         (
             edit(t, "pool_size = 64", "pool_size = \"big\""),
@@ -369,6 +387,35 @@ fn each_mistake_names_the_file_and_key() {
         );
         assert_no_key_material(&got);
     }
+}
+
+#[test]
+fn a_caller_rate_is_an_integer_or_a_float_and_its_burst_defaults_to_a_second_of_it() {
+    let t = EMBEDDED_CONFIG;
+    let c = load(&edit(
+        t,
+        "in_flight_max = 256",
+        "in_flight_max = 256\nrate_per_s = 5",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.callers[0].rate,
+        Some(RateLimit::new(5.0, Some(5.0)).unwrap())
+    );
+    let text = edit(
+        t,
+        "in_flight_max = 256",
+        "in_flight_max = 256\nrate_per_s = 0.5\nburst = 3",
+    );
+    let c = load(&text).unwrap();
+    assert_eq!(
+        c.callers[0].rate,
+        Some(RateLimit::new(0.5, Some(3.0)).unwrap())
+    );
+    // Without the keys, not limited; the floor of the concurrency limit defaults to 4.
+    assert_eq!(c.callers[1].rate, None);
+    assert_eq!(c.accounts[0].concurrency_min, 4);
+    assert_eq!(c.accounts[1].concurrency_min, 4);
 }
 
 #[test]

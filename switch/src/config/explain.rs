@@ -101,12 +101,15 @@ impl Config {
                 .collect();
             let _ = write!(
                 s,
-                "  {}: partner {}, {}, key {}, endpoints {}; pool {}, connect {} ms, request {} ms",
+                "  {}: partner {}, {}, key {}, endpoints {}; pool {} (adaptive concurrency {} to {}), \
+                 connect {} ms, request {} ms",
                 a.name,
                 a.partner,
                 a.sign_type,
                 a.key,
                 endpoints.join(", "),
+                a.pool_size,
+                a.concurrency_min,
                 a.pool_size,
                 a.connect_timeout.as_millis(),
                 a.request_timeout.as_millis()
@@ -167,6 +170,14 @@ impl Config {
                 "  {}: {kind}, {}, key {}, {} in flight",
                 c.id, c.sign_type, c.key, c.in_flight_max
             );
+            if let Some(r) = &c.rate {
+                let _ = write!(
+                    s,
+                    ", {} pays and refunds/s (burst {})",
+                    r.rate_per_s(),
+                    r.burst()
+                );
+            }
             if let Some(u) = &c.notify_url {
                 let _ = write!(s, ", notifies {u}");
             }

@@ -304,6 +304,8 @@ pub struct AccountSection {
     pub request_timeout: Duration,
     /// Extra trusted root certificates, PEM.
     pub ca_cert: Option<PathBuf>,
+    /// The floor of each endpoint's adaptive concurrency limit (its ceiling is `pool_size`).
+    pub concurrency_min: usize,
 }
 
 /// `[[merchants]]`: whose money it is — the routing table's own record, as validated.
@@ -324,6 +326,8 @@ pub struct CallerSection {
     pub notify_url: Option<String>,
     /// Its requests in flight at once.
     pub in_flight_max: usize,
+    /// Its pays and refunds per second and burst; None: not limited.
+    pub rate: Option<crate::admission::RateLimit>,
 }
 
 /// `[resolver]`: how unknown outcomes are driven to a final state.

@@ -249,6 +249,8 @@ pub struct RawAccount {
     #[serde(default = "d_upstream_request_timeout_ms")]
     pub request_timeout_ms: u64,
     pub ca_cert: Option<String>,
+    /// Absent: `upstream::limiter::DEFAULT_CONCURRENCY_MIN`, at most `pool_size`.
+    pub concurrency_min: Option<usize>,
 }
 
 fn d_pool_size() -> usize {
@@ -292,6 +294,10 @@ pub struct RawCaller {
     pub notify_url: Option<String>,
     #[serde(default = "d_caller_in_flight_max")]
     pub in_flight_max: usize,
+    /// Absent: not rate-limited.
+    pub rate_per_s: Option<f64>,
+    /// Absent: one second's worth of `rate_per_s`, at least 1.
+    pub burst: Option<f64>,
 }
 
 fn d_caller_in_flight_max() -> usize {

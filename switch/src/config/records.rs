@@ -10,7 +10,9 @@ use alipay::SignType;
 use super::raw::*;
 use super::validate::{key_ref, ms, positive, Ctx};
 use super::{AccountSection, CallerSection, Errors, MerchantSection};
+use crate::admission::{RateError, RateLimit};
 use crate::tenants::{CallerKind, EndpointSpec, Mode, Store};
+use crate::upstream::limiter::DEFAULT_CONCURRENCY_MIN;
 
 /// Most characters of an account or endpoint name (they label metrics).
 pub const NAME_CHARS_MAX: usize = 32;
@@ -104,6 +106,13 @@ pub(super) fn accounts(ctx: &Ctx<'_>, e: &mut Errors<'_>) -> Vec<AccountSection>
         if !(1..=POOL_SIZE_LIMIT).contains(&r.pool_size) {
             e.push(&k("pool_size"), format!("must be 1 to {POOL_SIZE_LIMIT}"));
         }
+        let concurrency_min = r
+            .concurrency_min
+            .unwrap_or(DEFAULT_CONCURRENCY_MIN.min(r.pool_size));
+        if concurrency_min == 0 || concurrency_min > r.pool_size {
+            let message = format!("must be 1 to pool_size ({})", r.pool_size);
+            e.push(&k("concurrency_min"), message);
+        }
         let connect_timeout = ms(e, &k("connect_timeout_ms"), r.connect_timeout_ms);
         let request_timeout = ms(e, &k("request_timeout_ms"), r.request_timeout_ms);
         if r.connect_timeout_ms >= r.request_timeout_ms {
@@ -128,6 +137,7 @@ pub(super) fn accounts(ctx: &Ctx<'_>, e: &mut Errors<'_>) -> Vec<AccountSection>
             connect_timeout,
             request_timeout,
             ca_cert,
+            concurrency_min,
         });
     }
     out
@@ -317,6 +327,7 @@ pub(super) fn callers(ctx: &Ctx<'_>, e: &mut Errors<'_>) -> Vec<CallerSection> {
             url(e, &k("notify_url"), u);
         }
         positive(e, &k("in_flight_max"), r.in_flight_max);
+        let rate = caller_rate(e, i, &r);
         let (Some(kind), Some(key)) = (kind, key) else {
             continue;
         };
@@ -327,9 +338,41 @@ pub(super) fn callers(ctx: &Ctx<'_>, e: &mut Errors<'_>) -> Vec<CallerSection> {
             key,
             notify_url: r.notify_url,
             in_flight_max: r.in_flight_max,
+            rate,
         });
     }
     out
+}
+
+/// `rate_per_s` and `burst`: both absent, not limited.
+fn caller_rate(e: &mut Errors<'_>, i: usize, r: &RawCaller) -> Option<RateLimit> {
+    let k = |f: &str| format!("callers[{i}].{f}");
+    let rate_per_s = match (r.rate_per_s, r.burst) {
+        (None, None) => return None,
+        (None, Some(_)) => {
+            e.push(
+                &k("burst"),
+                "is only used with rate_per_s; set both or neither",
+            );
+            return None;
+        }
+        (Some(rate_per_s), _) => rate_per_s,
+    };
+    match RateLimit::new(rate_per_s, r.burst) {
+        Ok(limit) => Some(limit),
+        Err(err) => {
+            let key = match err {
+                RateError::Rate => "rate_per_s",
+                RateError::Burst => "burst",
+            };
+            let message = match err {
+                RateError::Rate => "must be a number above 0 and at most 1000000, e.g. 50 or 0.5",
+                RateError::Burst => "must be a number from 1 to 1000000",
+            };
+            e.push(&k(key), message);
+            None
+        }
+    }
 }
 
 fn caller_kind(

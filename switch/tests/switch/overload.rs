@@ -200,3 +200,68 @@ async fn under_a_flood_of_pays_queries_and_cancels_complete_and_refused_pays_lef
     assert_eq!(q.field("error").as_deref(), Some("TRADE_NOT_EXIST"));
     env.stop().await;
 }
+
+/// M1 may pay or refund 3 times at once, then once every 4 s.
+fn m1_rate_limited(text: String) -> String {
+    let from = "kind = \"merchant\"\nsign_type = \"MD5\"\n";
+    assert_eq!(text.matches(from).count(), 1);
+    text.replace(from, &format!("{from}rate_per_s = 0.25\nburst = 3\n"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_caller_over_its_rate_is_refused_until_its_bucket_refills() {
+    let env = start_with(m1_rate_limited).await;
+    // The burst: three pays at once.
+    for i in 0..3 {
+        let a = env
+            .call(&pay(M1, M1, &format!("RL-{i}"), "2.00", CODE))
+            .await;
+        assert_eq!(
+            a.result(),
+            "SUCCESS",
+            "{}",
+            String::from_utf8_lossy(&a.body)
+        );
+    }
+    // Then nothing: a fourth pay and a refund are not processed. (The bucket gains a token
+    // every 4 s; these requests come well within that.)
+    let refused = env.call(&pay(M1, M1, "RL-3", "2.00", CODE)).await;
+    assert_eq!(refused.result(), "UNKNOWN");
+    assert_eq!(refused.field("error").as_deref(), Some("SYSTEM_BUSY"));
+    let r = env.call(&refund(M1, "RL-0", "RL-R0", "1.00")).await;
+    assert_eq!(r.result(), "UNKNOWN");
+    assert_eq!(r.field("error").as_deref(), Some("SYSTEM_BUSY"));
+    {
+        let journal = ledger::Journal::open_read_only(&env.config.journal.path).unwrap();
+        assert!(journal.txn(&TxnKey::new(M1, "RL-3")).unwrap().is_none());
+        let paid = journal.txn(&TxnKey::new(M1, "RL-0")).unwrap().unwrap();
+        assert!(paid.refunds.is_empty(), "{paid:?}");
+    }
+    assert_eq!(env.sim_pays().await, 3);
+    // Queries and cancels take no token; another caller has its own allowance.
+    let q = env.call(&query(M1, "RL-0")).await;
+    assert_eq!(q.result(), "SUCCESS");
+    let c = env.call(&cancel(M1, "RL-1")).await;
+    assert_eq!(
+        c.result(),
+        "SUCCESS",
+        "{}",
+        String::from_utf8_lossy(&c.body)
+    );
+    let si = env.call(&pay(SI, M2, "RL-SI", "2.00", CODE)).await;
+    assert_eq!(si.result(), "SUCCESS");
+
+    // After a token's worth of time the refused pay, sent again, goes through; the next waits.
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    let again = env.call(&pay(M1, M1, "RL-3", "2.00", CODE)).await;
+    assert_eq!(
+        again.result(),
+        "SUCCESS",
+        "{}",
+        String::from_utf8_lossy(&again.body)
+    );
+    let next = env.call(&pay(M1, M1, "RL-4", "2.00", CODE)).await;
+    assert_eq!(next.field("error").as_deref(), Some("SYSTEM_BUSY"));
+    assert_eq!(env.sim_pays().await, 5);
+    env.stop().await;
+}
