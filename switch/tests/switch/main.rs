@@ -13,6 +13,8 @@
 //! * [`resolver`]: unknown pays resolved on Alipay's schedule (query, cancel, refund past the
 //!   Beijing-day cutoff, with moved clocks), cancels resent until definite, polls coalesced.
 //! * [`crash`]: the `switch` binary killed with SIGKILL and restarted; SIGTERM stops it cleanly.
+//! * [`chaos`]: the binary SIGKILLed at random points of faulty traffic, round after round, then
+//!   left to finish: journal, simulator and what the cashiers were told agree exactly.
 //! * [`overload`]: a flood of pays is refused in part, with nothing journaled or sent for the
 //!   refused ones, while queries and cancels keep completing.
 //! * [`admin`]: the operators' admin API: lookup, the pending and exceptions lists, "resolve
@@ -22,6 +24,7 @@
 
 mod admin;
 mod bad_input;
+mod chaos;
 mod common;
 mod crash;
 mod faults;
