@@ -470,7 +470,10 @@ fn pay_response(ptid: &str, answer: Answer) -> PayResponse<'static> {
         Answer::State(s) => {
             let code = decide::pay_result_code(&s);
             let mut r = PayResponse::bare(code, None);
-            if matches!(s.status, TxnStatus::Closed | TxnStatus::Reversed) {
+            if matches!(
+                decide::merchant_status(&s),
+                TxnStatus::Closed | TxnStatus::Reversed
+            ) {
                 r.error = owned("TRADE_HAS_CLOSE");
             } else if code != ResultCode::Success {
                 r.error = s.error_code.as_deref().and_then(owned);

@@ -8,7 +8,9 @@ use alipay::{
     Amount, BeijingTime, CancelResponse, Currency, PayResponse, QueryResponse, RefundResponse,
     ResultCode,
 };
-use ledger::{CancelAction, EventBody, Hash, Money, Outcome, TradeStatus, TxnState, TxnStatus};
+use ledger::{
+    CancelAction, EventBody, Hash, Money, Outcome, RefundStatus, TradeStatus, TxnState, TxnStatus,
+};
 
 /// What to do with a pay, given what the journal has under its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,9 +271,26 @@ pub fn refund_result(doc: Option<&ResponseDoc<'_>>, refund: ledger::RefundKey) -
     }
 }
 
+/// The status a merchant is shown for this state. A trade the resolver is reversing with a full
+/// refund (found paid past its cancel window, after the cashier gave up on it) is never shown
+/// paid: it reads as undecided while the refund is in flight, and as reversed once it is done,
+/// so a replayed pay can never tell the cashier SUCCESS for money already on its way back.
+pub fn merchant_status(state: &TxnState) -> TxnStatus {
+    let reversal = state
+        .refunds
+        .iter()
+        .find(|(id, _)| crate::resolver::plan::is_reversal(id))
+        .map(|(_, r)| r.status);
+    match reversal {
+        Some(RefundStatus::Reserved | RefundStatus::Unknown) => TxnStatus::Unknown,
+        Some(RefundStatus::Succeeded) => TxnStatus::Reversed,
+        Some(RefundStatus::Failed) | None => state.status,
+    }
+}
+
 /// The merchant-facing result code of a pay in this state.
 pub fn pay_result_code(state: &TxnState) -> ResultCode {
-    match state.status {
+    match merchant_status(state) {
         // Paid; refunds made since are the merchant's own doing.
         TxnStatus::Paid | TxnStatus::Refunded => ResultCode::Success,
         TxnStatus::Failed => ResultCode::Fail,
@@ -285,7 +304,7 @@ pub fn pay_result_code(state: &TxnState) -> ResultCode {
 /// The trade status a merchant's query sees for this state. A failed pay reads as closed: it
 /// was never paid and never will be.
 pub fn merchant_trade_status(state: &TxnState) -> alipay::TradeStatus {
-    match state.status {
+    match merchant_status(state) {
         TxnStatus::Paid => match state.last_query {
             Some(TradeStatus::TradeFinished) => alipay::TradeStatus::TradeFinished,
             _ => alipay::TradeStatus::TradeSuccess,

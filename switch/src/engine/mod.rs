@@ -786,6 +786,11 @@ impl Engine {
                 None => Answer::State(Box::new(state)),
             },
             RefundStep::Conflict => Answer::Conflict,
+            // A cancel without a definite answer may yet reverse the whole trade: a refund now
+            // could only collide with it (Alipay refuses to cancel a trade with refunds).
+            RefundStep::Start if state.cancel.in_flight() => {
+                Answer::Refused("TRADE_STATUS_ERROR", Some(Box::new(state)))
+            }
             RefundStep::Start => {
                 let send = RefundSend {
                     upstream_refund_id: upstream_id(
@@ -818,6 +823,10 @@ impl Engine {
             return Answer::Busy(Busy::Upstream);
         };
         let resend = send.intent.is_none();
+        // A failed journal sends nothing (INV-8), not even a resend.
+        if matches!(self.journal.health(), ledger::HealthStatus::Failed(_)) {
+            return Answer::Busy(Busy::Journal);
+        }
         if !upstream.usable() {
             return if resend {
                 Answer::State(Box::new(state))

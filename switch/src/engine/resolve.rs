@@ -180,7 +180,26 @@ impl Engine {
             }
         );
         if !paid {
-            let events = self.with_notice(key, &state, vec![event]);
+            let mut events = vec![event];
+            if let Some(EventBody::QueryResult { status, .. }) = events.first() {
+                let age = self.now().saturating_sub(state.received_at_ms);
+                if *status == TradeStatus::NotExist && age >= NOT_EXIST_FINAL_AFTER_MS {
+                    // Past its cancel window and Alipay's trade timeout and still unknown to
+                    // Alipay: the pay never arrived and never will; it failed.
+                    events.push(EventBody::PayOutcome {
+                        result: ledger::Outcome::Fail,
+                        alipay_trans_id: None,
+                        amount: None,
+                        paid_at_ms: None,
+                        fee: None,
+                        error_code: Some("TRADE_NOT_EXIST".to_owned()),
+                    });
+                } else if state.last_query == Some(*status) {
+                    // Nothing new: a long reversal must not fill the history.
+                    return Acted::Done(Box::new(state));
+                }
+            }
+            let events = self.with_notice(key, &state, events);
             return self.finish_or_unknown(key, events, state).await.into();
         }
         let Some(after) = predict(&state, std::slice::from_ref(&event), self.now()) else {
@@ -190,7 +209,7 @@ impl Engine {
         let Some(amount) = after.paid.and_then(decide::amount) else {
             return Acted::Done(Box::new(state));
         };
-        let id = reversal_refund_id(&key.partner_trans_id);
+        let id = reversal_refund_id(&state.upstream_trans_id);
         let refund = RefundKey::new(key.merchant.as_str(), id.as_str());
         let send = RefundSend {
             upstream_refund_id: upstream_id(&self.node, 'R', &key.merchant, &id),
@@ -299,6 +318,10 @@ impl Engine {
         }
     }
 }
+
+/// How old a pay must be before "no such trade" past its cancel window makes it failed: past
+/// any delay a request could have in flight and Alipay's trade timeout.
+const NOT_EXIST_FINAL_AFTER_MS: i64 = 30 * 60 * 1000;
 
 /// The fingerprint of the resolver's reversal refund: derived from its upstream id, so it is
 /// the same on every attempt.

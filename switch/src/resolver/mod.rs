@@ -298,15 +298,30 @@ impl Resolver {
             }
         }
         if let Some((at, prio)) = next {
-            self.schedule_at(key, at, prio);
-            self.wake.notify_one();
+            if self.schedule_at(key, at, prio) {
+                self.wake.notify_one();
+            } else if !self.inner().due.contains_key(key) {
+                // Not scheduled (the table is full): the next sweep takes it up again, afresh.
+                self.inner().memory.remove(key);
+            }
         }
     }
 
     /// One visit of a due transaction: plan, act, plan again, until it waits or is done.
     async fn visit(&self, key: &TxnKey) {
-        let next = self.visit_locked(key).await;
-        self.finish_visit(key, next);
+        // Gives the key back even if the visit panics, so it is never stuck as running.
+        struct Running<'r>(&'r Resolver, &'r TxnKey, Option<Option<(i64, u8)>>);
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                let next = self
+                    .2
+                    .take()
+                    .unwrap_or(Some((self.0.mono_ms() + ms(BUSY_RETRY), 1)));
+                self.0.finish_visit(self.1, next);
+            }
+        }
+        let mut guard = Running(self, key, None);
+        guard.2 = Some(self.visit_locked(key).await);
     }
 
     async fn visit_locked(&self, key: &TxnKey) -> Option<(i64, u8)> {
@@ -315,7 +330,8 @@ impl Resolver {
             Err(Acted::Gone) => return None,
             Err(_) => return Some((self.mono_ms() + ms(BUSY_RETRY), 1)),
         };
-        let mut next = None;
+        // Should every round act (a planning bug), look again a little later.
+        let mut next = Some((self.mono_ms() + ms(BUSY_RETRY), 1));
         for _ in 0..ROUNDS_MAX {
             let (wall, mono) = (self.engine.now_ms(), self.mono_ms());
             let memory = *self
@@ -326,7 +342,10 @@ impl Resolver {
             let step = plan::plan(&state, &memory, wall, mono, &self.schedule);
             let phase = step.phase();
             let acted = match step {
-                Step::Done | Step::Parked => break,
+                Step::Done | Step::Parked => {
+                    next = None;
+                    break;
+                }
                 Step::Wait { at_mono_ms } => {
                     next = Some((at_mono_ms, priority(memory.phase)));
                     break;
@@ -364,9 +383,9 @@ impl Resolver {
                 }
                 Acted::Gone => return None,
                 Acted::Busy(b) => {
+                    tracing::debug!(busy = b.as_str(), "resolver step not done; retrying");
                     metrics::counter!(telemetry::RESOLVER_STEPS, "step" => name, "result" => "busy")
                         .increment(1);
-                    tracing::debug!(busy = b.as_str(), "resolver step not done; retrying");
                     next = Some((self.mono_ms() + retry_after(b), priority(phase)));
                     break;
                 }

@@ -18,19 +18,25 @@ use alipay::BeijingTime;
 use ledger::{Outcome, RefundStatus, TxnState, TxnStatus};
 
 /// The refund id the resolver gives the full refund that reverses a trade found paid after its
-/// cancel window: this prefix and the order number (the engine refuses a merchant's
-/// `partner_refund_id` with this prefix, so it never collides with one).
+/// cancel window: this prefix and the trade's upstream id, which is unique, ASCII and at most
+/// 40 characters (the engine refuses a merchant's `partner_refund_id` with this prefix, so it
+/// never collides with one).
 pub const REVERSAL_PREFIX: &str = "#reversal/";
 
-/// The reversal refund id of order `partner_trans_id`.
-pub fn reversal_refund_id(partner_trans_id: &str) -> String {
-    format!("{REVERSAL_PREFIX}{partner_trans_id}")
+/// The reversal refund id of the trade sent upstream as `upstream_trans_id`.
+pub fn reversal_refund_id(upstream_trans_id: &str) -> String {
+    format!("{REVERSAL_PREFIX}{upstream_trans_id}")
 }
 
 /// True for the resolver's own reversal refunds.
 pub fn is_reversal(partner_refund_id: &str) -> bool {
     partner_refund_id.starts_with(REVERSAL_PREFIX)
 }
+
+/// How long past the query window the resolver keeps asking about a trade it can no longer
+/// cancel: longer than Alipay's trade timeout (3 minutes), after which an unpaid trade is closed
+/// and one that never reached Alipay is known never to exist.
+pub const TRADE_TIMEOUT_MARGIN_MS: i64 = 10 * 60 * 1000;
 
 /// The resolver's schedule, from `[resolver]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,8 +252,12 @@ pub fn plan(
     let deadline = cancel_deadline_ms(state.received_at_ms, schedule.cancel_grace_ms);
     if cancel_refused || (age >= schedule.query_window_ms && now_wall_ms >= deadline) {
         // No cancel is possible: find out, and reverse a paid trade by a full refund.
+        // Alipay closes a trade nobody paid within minutes: ask at least that long (measured
+        // here, on the monotonic clock, whatever the wall says) before giving up on one still
+        // waiting for its buyer.
         let calls = memory.calls_in(Phase::Reverse);
-        if calls >= schedule.refund_attempts_max {
+        let asked_for = now_mono_ms.saturating_sub(memory.seen_mono_ms);
+        if calls >= schedule.refund_attempts_max && asked_for >= TRADE_TIMEOUT_MARGIN_MS {
             return Step::GiveUp {
                 reason: format!(
                     "trade still unresolved after {calls} queries past its cancel window (last \
@@ -260,8 +270,14 @@ pub fn plan(
     }
     if age >= schedule.query_window_ms {
         // The first cancel; until its attempt is journaled (a busy engine, an unusable
-        // upstream) it is tried again on the ladder.
-        return go(Step::Cancel, ladder(memory.calls_in(Phase::Cancel).max(1)));
+        // upstream) it is tried again on the ladder, as often as a cancel may be.
+        let calls = memory.calls_in(Phase::Cancel);
+        if calls >= schedule.cancel_attempts_max {
+            return Step::GiveUp {
+                reason: format!("the cancel could not be sent in {calls} tries"),
+            };
+        }
+        return go(Step::Cancel, ladder(calls.max(1)));
     }
     if age < schedule.first_query_after_ms {
         let wait = schedule.first_query_after_ms.saturating_sub(age);

@@ -253,15 +253,18 @@ fn past_the_beijing_day_cutoff_the_resolver_reverses_instead_of_cancelling() {
     let state = t.state();
     let m = Memory::seen(&state, deadline, 0);
     assert_eq!(plan(&state, &m, deadline, 0, &s), Step::Reverse);
-    // Reversal queries come every interval, and give up after refund_attempts_max.
-    let steps = simulate(&state, |m| deadline + m, 60_000);
+    // Reversal queries come every interval, and give up after refund_attempts_max once ten
+    // minutes have passed.
+    let steps = simulate(&state, |m| deadline + m, 11 * 60_000);
     let kinds: Vec<&Step> = steps.iter().map(|(_, s)| s).collect();
     assert_eq!(kinds[..3], [&Step::Reverse, &Step::Reverse, &Step::Reverse]);
     assert_eq!(
         steps.iter().map(|(t, _)| *t).collect::<Vec<_>>()[..3],
         [0, 5_000, 10_000]
     );
-    assert!(matches!(kinds[3], Step::GiveUp { .. }));
+    let (at, last) = steps.last().unwrap();
+    assert!(matches!(last, Step::GiveUp { .. }), "{last:?}");
+    assert_eq!(*at, 10 * 60_000);
 }
 
 #[test]
@@ -404,4 +407,91 @@ fn an_operator_action_rearms_the_cancel_limit() {
         Step::Cancel,
         "five more cancels after the operator's action"
     );
+}
+
+#[test]
+fn a_first_cancel_that_never_gets_journaled_is_given_up_after_the_limit() {
+    let state = Txn::new(NOON).state();
+    let s = schedule();
+    let mut m = Memory::seen(&state, NOON + 40_000, 0);
+    let mut mono = 0;
+    for _ in 0..s.cancel_attempts_max {
+        assert_eq!(
+            plan(&state, &m, NOON + 40_000 + mono, mono, &s),
+            Step::Cancel
+        );
+        m.called(Phase::Cancel, mono);
+        mono += 60_000;
+    }
+    assert!(matches!(
+        plan(&state, &m, NOON + 40_000 + mono, mono, &s),
+        Step::GiveUp { .. }
+    ));
+}
+
+#[test]
+fn past_the_cutoff_a_trade_waiting_for_its_buyer_is_asked_about_past_alipays_timeout() {
+    // Found just past the cutoff, only 16 minutes old: the query budget alone does not end it.
+    let received = NOON + 12 * HOUR - 60_000;
+    let state = Txn::new(received).state();
+    let s = schedule();
+    let now = cancel_deadline_ms(received, s.cancel_grace_ms) + 1;
+    let mut m = Memory::seen(&state, now, 0);
+    for i in 0..s.refund_attempts_max {
+        m.called(Phase::Reverse, i64::from(i) * 5_000);
+    }
+    let mono = 20_000;
+    assert_eq!(plan(&state, &m, now + mono, mono, &s), Step::Reverse);
+    // Ten minutes on it gives up.
+    let mono = 11 * 60_000;
+    assert!(matches!(
+        plan(&state, &m, now + mono, mono, &s),
+        Step::GiveUp { .. }
+    ));
+}
+
+#[test]
+fn a_trade_being_reversed_is_never_shown_paid_to_the_merchant() {
+    use crate::engine::decide::{merchant_status, merchant_trade_status, pay_result_code};
+    let mut t = Txn::new(NOON);
+    t.add(
+        NOON + 1,
+        EventBody::QueryResult {
+            status: TradeStatus::TradeSuccess,
+            alipay_trans_id: Some("2026".into()),
+            paid_at_ms: Some(NOON),
+            amount: None,
+            fee: None,
+        },
+    );
+    let refund = RefundKey::new("2088000000000001", "#reversal/sw1Pabc");
+    t.add(
+        NOON + 1,
+        EventBody::RefundIntent {
+            refund: refund.clone(),
+            upstream_refund_id: "sw1Rxyz".into(),
+            amount: Money::new(1_000, *b"USD"),
+            fingerprint: [3; 32],
+            reason: None,
+        },
+    );
+    let s = t.state();
+    assert_eq!(s.status, ledger::TxnStatus::Paid);
+    assert_eq!(merchant_status(&s), ledger::TxnStatus::Unknown);
+    assert_eq!(pay_result_code(&s), alipay::ResultCode::Unknown);
+    assert_eq!(merchant_trade_status(&s), alipay::TradeStatus::WaitBuyerPay);
+    t.add(
+        NOON + 2,
+        EventBody::RefundResult {
+            refund,
+            result: Outcome::Success,
+            fee: None,
+            error_code: None,
+        },
+    );
+    let s = t.state();
+    assert_eq!(s.status, ledger::TxnStatus::Refunded);
+    assert_eq!(merchant_status(&s), ledger::TxnStatus::Reversed);
+    assert_eq!(pay_result_code(&s), alipay::ResultCode::Fail);
+    assert_eq!(merchant_trade_status(&s), alipay::TradeStatus::TradeClosed);
 }
