@@ -29,8 +29,9 @@ use crate::writer::{Appended, Health, HealthStatus, Submission, Writer};
 
 /// The journal layout's format version, stored in `meta` at creation. A journal with another
 /// one fails to open with [`Error::Incompatible`]. Format 2 added the snapshot's owed
-/// notification and exception (development journals of format 1 are not read).
-pub const JOURNAL_FORMAT: u32 = 2;
+/// notification and exception, format 3 the queue of owed notifications (development journals
+/// of earlier formats are not read).
+pub const JOURNAL_FORMAT: u32 = 3;
 
 /// The most events one append may carry.
 pub const APPEND_EVENTS_MAX: usize = 64;

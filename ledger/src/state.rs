@@ -157,8 +157,11 @@ pub struct NotifyState {
     pub last_error: Option<String>,
     /// When the last attempt was journaled.
     pub last_at_ms: Option<i64>,
-    /// The notification owed, until one is delivered.
+    /// The notification owed now, until it is delivered.
     pub due: Option<NotifyDue>,
+    /// Notifications owed after it, in order: the refund each is about (`None`: the trade's
+    /// status). Each subject at most once, so at most one per refund plus one.
+    pub queued: Vec<Option<String>>,
 }
 
 /// A notification the merchant is owed ([`EventBody::NotifyDue`]).
@@ -428,7 +431,9 @@ impl TxnState {
                 fee,
                 error_code,
             } => self.refund_result(refund, *result, *fee, error_code, at_ms),
-            EventBody::NotifyAttempt { result, .. } => self.notify_attempt(result, at_ms),
+            EventBody::NotifyAttempt { result, .. } => {
+                self.notify_attempt(result, event.seq, at_ms)
+            }
             EventBody::OperatorAction { .. } => {
                 self.operator_actions = bump(self.operator_actions)?;
                 // An operator took the transaction in hand: the switch tries again, with its
@@ -446,14 +451,28 @@ impl TxnState {
                         return Err(Rejected::UnknownRefund);
                     }
                 }
-                // A newer notification supersedes an undelivered older one: it carries the
-                // trade's current status, which is what the merchant needs to know.
-                self.notify.due = Some(NotifyDue {
-                    seq: event.seq,
-                    refund: refund.as_ref().map(|r| r.partner_refund_id.clone()),
-                    attempts: 0,
-                    since_ms: at_ms,
-                });
+                let subject = refund.as_ref().map(|r| r.partner_refund_id.clone());
+                match &self.notify.due {
+                    // A newer notification about the same subject supersedes the undelivered
+                    // one: it says the same thing, up to date.
+                    Some(due) if due.refund != subject => {
+                        // Another subject waits its turn: one refund's result never hides
+                        // another's.
+                        if !self.notify.queued.contains(&subject)
+                            && self.notify.queued.len() <= REFUNDS_PER_TXN_MAX
+                        {
+                            self.notify.queued.push(subject);
+                        }
+                    }
+                    _ => {
+                        self.notify.due = Some(NotifyDue {
+                            seq: event.seq,
+                            refund: subject,
+                            attempts: 0,
+                            since_ms: at_ms,
+                        });
+                    }
+                }
                 self.notify.delivered = false;
                 Ok(())
             }
@@ -493,7 +512,12 @@ impl TxnState {
         Ok(())
     }
 
-    fn notify_attempt(&mut self, result: &NotifyResult, at_ms: i64) -> Result<(), Rejected> {
+    fn notify_attempt(
+        &mut self,
+        result: &NotifyResult,
+        seq: u64,
+        at_ms: i64,
+    ) -> Result<(), Rejected> {
         self.notify.attempts = bump(self.notify.attempts)?;
         self.notify.last_at_ms = Some(at_ms);
         if let Some(due) = self.notify.due.as_mut() {
@@ -501,8 +525,14 @@ impl TxnState {
         }
         match result {
             NotifyResult::Delivered => {
-                self.notify.delivered = true;
-                self.notify.due = None;
+                // The next owed one, if any, is due from now; this event's seq names it.
+                self.notify.due = (!self.notify.queued.is_empty()).then(|| NotifyDue {
+                    seq,
+                    refund: self.notify.queued.remove(0),
+                    attempts: 0,
+                    since_ms: at_ms,
+                });
+                self.notify.delivered = self.notify.due.is_none();
             }
             NotifyResult::Failed(text) => self.notify.last_error = Some(text.clone()),
         }

@@ -317,3 +317,39 @@ fn a_cancel_of_a_paid_trade_without_a_definite_answer_keeps_it_pending() {
     );
     assert!(s.is_pending());
 }
+
+#[test]
+fn one_refunds_notification_never_hides_anothers() {
+    use ledger::NotifyResult;
+    let mut s = paid(1_000);
+    apply(&mut s, refund_intent("m", "r1", 100, 1)).unwrap();
+    apply(&mut s, refund_intent("m", "r2", 100, 2)).unwrap();
+    let due = |r: &str| EventBody::NotifyDue {
+        refund: Some(ledger::RefundKey::new("m", r)),
+    };
+    apply(&mut s, due("r1")).unwrap();
+    apply(&mut s, due("r2")).unwrap();
+    apply(&mut s, due("r2")).unwrap();
+    assert_eq!(s.notify.due.as_ref().unwrap().refund.as_deref(), Some("r1"));
+    assert_eq!(
+        s.notify.queued,
+        vec![Some("r2".to_owned())],
+        "each subject once"
+    );
+    let delivered = EventBody::NotifyAttempt {
+        attempt: 1,
+        url: "http://m/n".into(),
+        result: NotifyResult::Delivered,
+    };
+    apply(&mut s, delivered.clone()).unwrap();
+    let next = s.notify.due.clone().unwrap();
+    assert_eq!(next.refund.as_deref(), Some("r2"));
+    assert_eq!(
+        (next.seq, next.attempts),
+        (s.last_seq, 0),
+        "a new notification"
+    );
+    assert!(s.is_pending() && !s.notify.delivered);
+    apply(&mut s, delivered).unwrap();
+    assert!(s.notify.due.is_none() && s.notify.queued.is_empty() && s.notify.delivered);
+}
