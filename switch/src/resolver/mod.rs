@@ -33,6 +33,9 @@ use plan::{Memory, Phase, Schedule, Step};
 /// must not block.
 pub type Offer = Arc<dyn Fn(&TxnKey) + Send + Sync>;
 
+/// Priorities of due work: 0 cancels, 1 refunds and reversals, 2 queries and the rest.
+const PRIORITIES: usize = 3;
+
 /// How long a step that found its transaction busy waits before trying again.
 const BUSY_RETRY: Duration = Duration::from_millis(500);
 
@@ -61,9 +64,43 @@ pub enum OperatorError {
 struct Inner {
     memory: HashMap<TxnKey, Memory>,
     /// (due, priority, key); stale entries are skipped against `due`.
-    queue: BinaryHeap<Reverse<(i64, u8, TxnKey)>>,
+    /// One queue per priority (cancels, refunds and reversals, queries), each of (due, key);
+    /// stale entries are skipped against `due`. Of the transactions due, a cancel starts first.
+    queues: [BinaryHeap<Reverse<(i64, TxnKey)>>; PRIORITIES],
     due: HashMap<TxnKey, i64>,
     running: HashSet<TxnKey>,
+}
+
+impl Inner {
+    /// Queues `key` at `at` with priority `prio` (the latest call wins; older entries go stale).
+    fn push(&mut self, key: &TxnKey, at: i64, prio: u8) {
+        self.due.insert(key.clone(), at);
+        let lane = usize::from(prio).min(PRIORITIES - 1);
+        self.queues[lane].push(Reverse((at, key.clone())));
+    }
+
+    /// The next due key if one is due at `now`, marked running — cancels first, then refunds
+    /// and reversals, then queries; or when the next one will be due.
+    fn pop_due(&mut self, now: i64) -> Result<TxnKey, Option<i64>> {
+        let mut next: Option<i64> = None;
+        for queue in &mut self.queues {
+            while let Some(Reverse((at, key))) = queue.peek().cloned() {
+                if self.due.get(&key) != Some(&at) {
+                    queue.pop();
+                    continue;
+                }
+                if at > now {
+                    next = Some(next.map_or(at, |n| n.min(at)));
+                    break;
+                }
+                queue.pop();
+                self.due.remove(&key);
+                self.running.insert(key.clone());
+                return Ok(key);
+            }
+        }
+        Err(next)
+    }
 }
 
 /// The resolver.
@@ -176,29 +213,14 @@ impl Resolver {
             None if inner.due.len() >= self.tracked_max => return false,
             _ => {}
         }
-        inner.due.insert(key.clone(), at);
-        inner.queue.push(Reverse((at, prio, key.clone())));
+        inner.push(key, at, prio);
         metrics::gauge!(telemetry::RESOLVER_TRACKED).set(crate::engine::usize_f64(inner.due.len()));
         true
     }
 
     /// The next due key if it is due now, marked running; or when the next one is due.
     fn pop_due(&self, now: i64) -> Result<TxnKey, Option<i64>> {
-        let mut inner = self.inner();
-        while let Some(Reverse((at, _, key))) = inner.queue.peek().cloned() {
-            if inner.due.get(&key) != Some(&at) {
-                inner.queue.pop();
-                continue;
-            }
-            if at > now {
-                return Err(Some(at));
-            }
-            inner.queue.pop();
-            inner.due.remove(&key);
-            inner.running.insert(key.clone());
-            return Ok(key);
-        }
-        Err(None)
+        self.inner().pop_due(now)
     }
 
     /// Runs until `shutdown` resolves: the sweep at start (crash recovery), the due

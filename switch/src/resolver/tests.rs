@@ -495,3 +495,26 @@ fn a_trade_being_reversed_is_never_shown_paid_to_the_merchant() {
     assert_eq!(pay_result_code(&s), alipay::ResultCode::Fail);
     assert_eq!(merchant_trade_status(&s), alipay::TradeStatus::TradeClosed);
 }
+
+#[test]
+fn of_the_work_due_cancels_start_first_then_refunds_then_queries() {
+    let mut inner = super::Inner::default();
+    let k = |n: &str| TxnKey::new("m", n);
+    inner.push(&k("query"), 10, 2);
+    inner.push(&k("refund"), 20, 1);
+    inner.push(&k("cancel"), 30, 0);
+    inner.push(&k("later-cancel"), 500, 0);
+    // Rescheduled: the older entry is stale and skipped.
+    inner.push(&k("query"), 40, 2);
+    assert_eq!(inner.pop_due(100), Ok(k("cancel")));
+    assert_eq!(inner.pop_due(100), Ok(k("refund")));
+    assert_eq!(inner.pop_due(100), Ok(k("query")));
+    assert_eq!(
+        inner.pop_due(100),
+        Err(Some(500)),
+        "nothing else due before 500"
+    );
+    assert!(inner.running.contains(&k("query")));
+    assert_eq!(inner.pop_due(500), Ok(k("later-cancel")));
+    assert_eq!(inner.pop_due(1_000), Err(None));
+}
