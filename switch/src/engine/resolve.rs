@@ -4,9 +4,7 @@
 //! never interleave), in the lane that is never starved by new pays.
 
 use alipay::Amount;
-use ledger::{
-    AppendError, Draft, Event, EventBody, RefundKey, RefundStatus, TradeStatus, TxnKey, TxnState,
-};
+use ledger::{AppendError, Draft, Event, EventBody, RefundKey, TradeStatus, TxnKey, TxnState};
 
 use super::decide;
 use super::locks::{Held, Lane};
@@ -301,19 +299,12 @@ impl Engine {
     }
 
     /// True when the operator may cancel `state` by hand: a pay whose outcome is unknown, or a
-    /// paid trade without refunds.
+    /// paid trade without refunds (Alipay refuses to cancel one with refunds).
     pub fn cancellable(state: &TxnState) -> bool {
         use ledger::TxnStatus as S;
         match state.status {
             S::Received | S::Sent | S::Unknown => true,
-            S::Paid => {
-                state.refunded_minor == 0
-                    && state.reserved_minor == 0
-                    && !state
-                        .refunds
-                        .values()
-                        .any(|r| r.status == RefundStatus::Succeeded)
-            }
+            S::Paid => state.refunded_minor == 0 && state.reserved_minor == 0,
             _ => false,
         }
     }

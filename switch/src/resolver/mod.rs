@@ -196,12 +196,6 @@ impl Resolver {
         }
     }
 
-    /// Transactions tracked in memory (scheduled or being visited).
-    pub fn tracked(&self) -> usize {
-        let inner = self.inner();
-        inner.due.len() + inner.running.len()
-    }
-
     fn schedule_at(&self, key: &TxnKey, at: i64, prio: u8) -> bool {
         let mut inner = self.inner();
         if inner.running.contains(key) {
@@ -440,8 +434,9 @@ impl Resolver {
             Acted::Done(s) => *s,
             other => return Err(operator_error(other)),
         };
-        drop(held);
+        // Forgotten under the lock, so no visit can plan with the old counts in between.
         self.inner().memory.remove(key);
+        drop(held);
         self.track(key);
         if owes_notice(&state) {
             self.offer(key);
@@ -461,18 +456,13 @@ impl Resolver {
         if !Engine::cancellable(&state) {
             return Err(OperatorError::NotCancellable(format!("{:?}", state.status)));
         }
-        match self
+        let state = match self
             .engine
             .operator_action(key, who, why, "cancel".to_owned())
             .await
         {
-            Acted::Done(_) => {}
+            Acted::Done(s) => *s,
             other => return Err(operator_error(other)),
-        }
-        let state = match self.engine.peek(key) {
-            Ok(Some(s)) => s,
-            Ok(None) => return Err(OperatorError::NotFound),
-            Err(b) => return Err(OperatorError::Busy(b.as_str())),
         };
         let state = match self.engine.resolve_cancel(key, state).await {
             Acted::Done(s) => *s,
@@ -484,8 +474,8 @@ impl Resolver {
                 return Err(operator_error(other));
             }
         };
-        drop(held);
         self.inner().memory.remove(key);
+        drop(held);
         self.track(key);
         Ok(state)
     }
