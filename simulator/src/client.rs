@@ -28,7 +28,7 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Default largest response body read, bytes (admin listings can be large); see
 /// [`HttpClient::with_response_bytes_max`].
 pub const RESPONSE_BYTES_MAX: usize = 256 * 1024 * 1024;
-/// Most idle connections kept per client.
+/// Default most idle connections kept per client; see [`HttpClient::with_idle_max`].
 pub const IDLE_CONNECTIONS_MAX: usize = 64;
 /// The form content type.
 pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
@@ -113,6 +113,7 @@ pub struct HttpClient {
     origin: Url,
     tls: Option<Arc<rustls::ClientConfig>>,
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    idle_max: usize,
     timeout: Duration,
     response_bytes_max: usize,
 }
@@ -143,6 +144,7 @@ impl HttpClient {
             origin,
             tls,
             idle: Mutex::new(Vec::new()),
+            idle_max: IDLE_CONNECTIONS_MAX,
             timeout: DEFAULT_REQUEST_TIMEOUT,
             response_bytes_max: RESPONSE_BYTES_MAX,
         }
@@ -151,6 +153,13 @@ impl HttpClient {
     /// Sets the whole-request timeout.
     pub fn with_timeout(mut self, timeout: Duration) -> HttpClient {
         self.timeout = timeout;
+        self
+    }
+
+    /// Keeps up to `idle_max` idle connections (a load generator keeps as many as it has
+    /// requests in flight, so a busy run does not pay a TLS handshake per request).
+    pub fn with_idle_max(mut self, idle_max: usize) -> HttpClient {
+        self.idle_max = idle_max;
         self
     }
 
@@ -212,7 +221,7 @@ impl HttpClient {
 
     fn put_idle(&self, sender: SendRequest<Full<Bytes>>) {
         if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < IDLE_CONNECTIONS_MAX && sender.is_ready() {
+            if idle.len() < self.idle_max && sender.is_ready() {
                 idle.push(sender);
             }
         }

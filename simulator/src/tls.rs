@@ -39,6 +39,11 @@ impl PemPair {
         }
     }
 
+    /// The private key, PEM (to hand to another server, such as a test's nginx).
+    pub fn key_pem(&self) -> &str {
+        self.key_pem.expose()
+    }
+
     /// A fresh self-signed certificate for [`SELF_SIGNED_NAMES`].
     pub fn self_signed() -> Result<PemPair> {
         let names: Vec<String> = SELF_SIGNED_NAMES.iter().map(|n| (*n).to_owned()).collect();
