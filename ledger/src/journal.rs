@@ -123,10 +123,10 @@ fn storage(context: &'static str) -> impl Fn(rocksdb::Error) -> Error {
     }
 }
 
-fn descriptors(opts: &JournalOptions) -> Vec<ColumnFamilyDescriptor> {
+fn descriptors(opts: &JournalOptions, cache: &rocksdb::Cache) -> Vec<ColumnFamilyDescriptor> {
     COLUMN_FAMILIES
         .iter()
-        .map(|name| ColumnFamilyDescriptor::new(*name, options::cf_options(opts)))
+        .map(|name| ColumnFamilyDescriptor::new(*name, options::cf_options(opts, cache)))
         .collect()
 }
 
@@ -193,10 +193,11 @@ impl Journal {
         if exists && !complete {
             check_unwritten(path)?;
         }
-        let mut db_options = options::db_options(&opts);
+        let cache = options::block_cache();
+        let mut db_options = options::db_options(&opts, &cache);
         // Tables are created with a new journal only; an existing one must have them all.
         db_options.create_missing_column_families(!complete);
-        let db = DB::open_cf_descriptors(&db_options, path, descriptors(&opts))
+        let db = DB::open_cf_descriptors(&db_options, path, descriptors(&opts, &cache))
             .map_err(storage("open"))?;
         let reader = Reader {
             db: Arc::new(db),
@@ -304,6 +305,24 @@ impl Journal {
     /// Where the journal lives.
     pub fn path(&self) -> &Path {
         self.reader.db.path()
+    }
+
+    /// Bytes held by the memtables of all tables, active and not yet flushed (RocksDB's
+    /// `rocksdb.cur-size-all-mem-tables`, summed); bounded by `memtables_bytes_max`.
+    pub fn memtables_bytes(&self) -> Result<u64> {
+        let db = &self.reader.db;
+        let mut total = 0u64;
+        for name in COLUMN_FAMILIES {
+            let cf = db.cf_handle(name).ok_or_else(|| Error::Storage {
+                context: "memtables size",
+                message: format!("table {name} is missing"),
+            })?;
+            let bytes = db
+                .property_int_value_cf(&cf, "rocksdb.cur-size-all-mem-tables")
+                .map_err(storage("memtables size"))?;
+            total = total.saturating_add(bytes.unwrap_or(0));
+        }
+        Ok(total)
     }
 }
 
@@ -427,11 +446,12 @@ impl ReadOnlyJournal {
         let secondary_dir =
             std::env::temp_dir().join(format!("ledger-secondary-{}-{n}", std::process::id()));
         let opts = JournalOptions::default();
+        let cache = options::block_cache();
         let db = DB::open_cf_descriptors_as_secondary(
-            &options::secondary_options(&opts),
+            &options::secondary_options(&opts, &cache),
             path,
             &secondary_dir,
-            descriptors(&opts),
+            descriptors(&opts, &cache),
         )
         .map_err(storage("open secondary"))?;
         let journal = ReadOnlyJournal {

@@ -402,3 +402,74 @@ fn every_group_is_one_synced_wal_write() {
     );
     assert_eq!(writes, syncs, "every WAL write is synced");
 }
+
+/// Appends about `bytes` of fat transactions (a pay and a long operator note each), 256 at a
+/// time so they group.
+fn append_fat(journal: &Journal, bytes: usize) {
+    let note = "x".repeat(ledger::record::FIELD_BYTES_MAX);
+    let per_txn = 3 * note.len();
+    let txns = bytes / per_txn;
+    let keys: Vec<TxnKey> = (0..txns)
+        .map(|i| TxnKey::new("m", format!("fat{i}")))
+        .collect();
+    for chunk in keys.chunks(256) {
+        let waiting: Vec<_> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let mut drafts = paid_drafts(k, 100 + u64::try_from(i).unwrap(), T0_MS);
+                drafts.push(Draft::new(
+                    T0_MS + 3,
+                    EventBody::OperatorAction {
+                        who: note.clone(),
+                        why: note.clone(),
+                        action: note.clone(),
+                    },
+                ));
+                journal.append(k.clone(), drafts)
+            })
+            .collect();
+        for w in waiting {
+            w.wait().unwrap();
+        }
+    }
+}
+
+/// The memtables of all tables together stay within `memtables_bytes_max` (RocksDB flushes
+/// past it), although each table alone may grow to `write_buffer_bytes`; without the bound
+/// the same appends stay in memory.
+#[test]
+fn memtables_are_bounded_across_tables() {
+    const MIB: usize = 1024 * 1024;
+    let written = 24 * MIB;
+    let measure = |memtables_bytes_max: usize| -> u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = JournalOptions {
+            write_buffer_bytes: 64 * MIB,
+            memtables_bytes_max,
+            ..JournalOptions::default()
+        };
+        let journal = Journal::open(dir.path(), opts).unwrap();
+        append_fat(&journal, written);
+        // Flushes run in the background: wait (bounded) for the last to finish.
+        let mut bytes = journal.memtables_bytes().unwrap();
+        for _ in 0..100 {
+            if bytes <= u64::try_from(memtables_bytes_max * 2).unwrap() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            bytes = journal.memtables_bytes().unwrap();
+        }
+        bytes
+    };
+    let bounded = measure(4 * MIB);
+    assert!(
+        bounded <= u64::try_from(8 * MIB).unwrap(),
+        "memtables hold {bounded} bytes with a 4 MiB bound"
+    );
+    let unbounded = measure(256 * MIB);
+    assert!(
+        unbounded > u64::try_from(16 * MIB).unwrap(),
+        "without a bound the memtables should hold most of the {written} bytes written, hold {unbounded}"
+    );
+}

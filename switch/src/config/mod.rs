@@ -241,6 +241,8 @@ pub struct JournalSection {
     pub wal_total_bytes_max: u64,
     /// Memtable size per column family.
     pub write_buffer_bytes: usize,
+    /// Memtables of all column families together.
+    pub memtables_bytes_max: usize,
     /// Strict unless an operator decided otherwise after a failed open.
     pub wal_recovery: WalRecovery,
 }
@@ -256,6 +258,7 @@ impl JournalSection {
             tail_verify_events: self.tail_verify_events,
             max_total_wal_bytes: self.wal_total_bytes_max,
             write_buffer_bytes: self.write_buffer_bytes,
+            memtables_bytes_max: self.memtables_bytes_max,
             wal_recovery: self.wal_recovery,
             ..ledger::JournalOptions::default()
         }

@@ -131,6 +131,8 @@ pub struct RawJournal {
     pub wal_total_bytes_max: u64,
     #[serde(default = "d_write_buffer_bytes")]
     pub write_buffer_bytes: usize,
+    #[serde(default = "d_memtables_bytes_max")]
+    pub memtables_bytes_max: usize,
     #[serde(default = "d_wal_recovery")]
     pub wal_recovery: String,
 }
@@ -155,6 +157,9 @@ fn d_wal_total_bytes_max() -> u64 {
 }
 fn d_write_buffer_bytes() -> usize {
     ledger::options::DEFAULT_WRITE_BUFFER_BYTES
+}
+fn d_memtables_bytes_max() -> usize {
+    ledger::options::DEFAULT_MEMTABLES_BYTES_MAX
 }
 fn d_wal_recovery() -> String {
     "strict".to_owned()

@@ -284,6 +284,12 @@ fn journal(ctx: &Ctx<'_>, r: &RawJournal, e: &mut Errors<'_>) -> JournalSection 
             "must be at least 1048576 (1 MiB)",
         );
     }
+    if r.memtables_bytes_max < 1024 * 1024 {
+        e.push(
+            "journal.memtables_bytes_max",
+            "must be at least 1048576 (1 MiB)",
+        );
+    }
     if r.wal_total_bytes_max < 1024 * 1024 {
         e.push(
             "journal.wal_total_bytes_max",
@@ -308,6 +314,7 @@ fn journal(ctx: &Ctx<'_>, r: &RawJournal, e: &mut Errors<'_>) -> JournalSection 
         tail_verify_events: r.tail_verify_events,
         wal_total_bytes_max: r.wal_total_bytes_max,
         write_buffer_bytes: r.write_buffer_bytes,
+        memtables_bytes_max: r.memtables_bytes_max,
         wal_recovery,
     }
 }
