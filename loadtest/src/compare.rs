@@ -51,6 +51,8 @@ pub struct CompareOptions {
     pub seed: u64,
     /// How long the check waits for the switch to settle.
     pub settle_timeout: Duration,
+    /// The switch's `journal.group_linger_ms`.
+    pub group_linger_ms: u32,
 }
 
 /// One target's figures.
@@ -106,6 +108,9 @@ pub struct Comparison {
     pub merchants: usize,
     /// Share of RSA2 callers.
     pub rsa2_share: f64,
+    /// The switch's `journal.group_linger_ms`.
+    #[serde(default)]
+    pub group_linger_ms: u32,
     /// Direct, nginx, switch.
     pub targets: Vec<TargetFigures>,
     /// The three-way check over the switch's orders.
@@ -230,6 +235,20 @@ async fn max_of(env: &Env<'_>, orders: &mut Vec<Order>) -> Result<MaxResult, Com
         precision: 0.05,
         trials_max: env.opts.trials_max,
     };
+    // A fresh process opens its connections, fills its caches and pools during its first
+    // seconds: a warm-up at the start rate, not judged, so the first trial measures the
+    // target and not its start (a failed first trial would send the search down).
+    let warm = run(env.run_options(
+        Profile::constant(env.opts.start_rate, WARMUP),
+        &prefix(env.name, 0),
+    ))
+    .await?;
+    eprintln!(
+        "warm-up: {:.0}/s for {} s (not judged)",
+        env.opts.start_rate,
+        WARMUP.as_secs()
+    );
+    orders.extend(warm.orders);
     let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut n = 0;
     let result = crate::max::search(search, env.opts.slo, |rate| {
@@ -251,6 +270,9 @@ async fn max_of(env: &Env<'_>, orders: &mut Vec<Order>) -> Result<MaxResult, Com
     orders.append(&mut kept.lock().unwrap_or_else(|p| p.into_inner()));
     Ok(result)
 }
+
+/// How long each target is warmed up before its max search.
+const WARMUP: Duration = Duration::from_secs(3);
 
 /// Measures one point.
 async fn point(
@@ -314,6 +336,7 @@ pub async fn compare(opts: &CompareOptions) -> Result<Comparison, CompareError> 
         slo: Some(opts.slo),
         merchants: opts.merchants,
         rsa2_share: opts.rsa2_share,
+        group_linger_ms: opts.group_linger_ms,
         ..Comparison::default()
     };
     let mut unused = Vec::new();
@@ -389,8 +412,17 @@ pub async fn compare(opts: &CompareOptions) -> Result<Comparison, CompareError> 
         )));
     }
     let fleet = Arc::new(switch_fleet(opts.merchants, opts.rsa2_share, opts.seed)?);
-    let mut switch = SwitchProcess::start(&fleet, &sim, &SwitchOptions::default()).await?;
-    eprintln!("== through the switch ({})", switch.url());
+    let switch_options = SwitchOptions {
+        group_linger_ms: opts.group_linger_ms,
+        ..SwitchOptions::default()
+    };
+    let mut switch = SwitchProcess::start(&fleet, &sim, &switch_options).await?;
+    eprintln!(
+        "== through the switch ({}, pid {}, journal.group_linger_ms {})",
+        switch.url(),
+        switch.pid(),
+        opts.group_linger_ms
+    );
     let sampler = Sampler::start(ProcTarget::Pid(switch.pid()), Duration::from_millis(100))?;
     let env = Env {
         name: "switch",
@@ -473,11 +505,13 @@ pub fn table(c: &Comparison) -> String {
     });
     let _ = writeln!(
         t,
-        "SLO: p99 <= {} ms, errors <= {} %; {} merchants, {:.0} % RSA2 callers\n",
+        "SLO: p99 <= {} ms, errors <= {} %; {} merchants, {:.0} % RSA2 callers; \
+         the switch's journal.group_linger_ms {}\n",
         slo.p99_ms,
         slo.errors_percent,
         c.merchants,
-        c.rsa2_share * 100.0
+        c.rsa2_share * 100.0,
+        c.group_linger_ms
     );
     let _ = writeln!(
         t,

@@ -76,6 +76,9 @@ struct CompareArgs {
     /// How long the three-way check waits for the switch to settle.
     #[arg(long, default_value = "180s", value_parser = parse_duration)]
     settle_timeout: Duration,
+    /// The switch's `journal.group_linger_ms` (0 to 50; the shipped configuration's is 2).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=50))]
+    group_linger_ms: u32,
     /// Where to write compare.json and compare.md.
     #[arg(long, value_name = "DIR", default_value = "loadtest-report")]
     out: PathBuf,
@@ -436,6 +439,7 @@ async fn cmd_compare(a: CompareArgs) -> Result<(), Failure> {
         in_flight_max: a.in_flight_max,
         seed: a.seed,
         settle_timeout: a.settle_timeout,
+        group_linger_ms: a.group_linger_ms,
     };
     let c = loadtest::compare::compare(&opts).await?;
     std::fs::create_dir_all(&a.out)?;
